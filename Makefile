@@ -1,0 +1,46 @@
+# carbonscope: `make run` and `make test` are the whole quick start (README.md).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+ARGS   ?=
+PYTEST_ARGS ?=
+
+.PHONY: run test lint bench test-tools clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+## run: create the virtualenv, install, start the agent on its embedded default config
+run: $(STAMP)
+	$(BIN)/carbonscope run $(ARGS)
+
+## test-tools: system tools the suite drives for real (promtool, prometheus, gcc)
+test-tools:
+	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing Debian's prometheus package (promtool + server) for the tests"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+		else \
+			echo "prometheus/promtool missing and not root: run 'sudo apt-get install prometheus'" >&2; \
+		fi; \
+	fi
+
+## test: install what the tests need and run the whole suite
+test: $(STAMP) test-tools
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## lint: ruff and mypy, as before every commit
+lint: $(STAMP)
+	$(BIN)/ruff check agent exporters tests benchmarks
+	$(BIN)/ruff format --check agent exporters tests benchmarks
+	$(BIN)/mypy
+
+## bench: sampling and scrape cost, printed as a table
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Energy arithmetic: counter deltas, power integration, node totals, emissions, snapshots."""

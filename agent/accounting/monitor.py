@@ -1,0 +1,214 @@
+"""The monitor: reads every sensor once per tick, does the arithmetic, publishes a snapshot.
+
+It owns all mutable accounting state and runs on its own clock (injected, monotonic ns).
+Scheduling is someone else's job: anything that calls ``sample()`` once per interval works.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from agent.accounting.energy import NS_PER_S, DeviceAccount, grams
+from agent.accounting.node import NodeEnergyPlan
+from agent.accounting.snapshot import (
+    SAMPLE_DURATION_BUCKETS_S,
+    DeviceEnergy,
+    Histogram,
+    Snapshot,
+)
+from agent.carbon.intensity import IntensityProvider
+from agent.sensors.base import (
+    CounterReading,
+    DeviceKey,
+    DeviceStatus,
+    Discovery,
+    PowerReading,
+    Sensor,
+    SensorRead,
+    SourceStatus,
+)
+
+log = logging.getLogger(__name__)
+
+SnapshotListener = Callable[[Snapshot], None]
+
+
+@dataclass(frozen=True)
+class CarbonSettings:
+    pue: float
+    market_factor_g_per_kwh: float | None  # None: no contractual instruments, market = location
+
+
+class Monitor:
+    def __init__(
+        self,
+        sensors: Sequence[tuple[Sensor, Discovery]],
+        intensity: IntensityProvider,
+        carbon: CarbonSettings,
+        interval_s: float,
+        version: str,
+        max_plausible_uw: int = 2_000_000_000,
+        clock_ns: Callable[[], int] = time.monotonic_ns,
+        wall_clock_s: Callable[[], float] = time.time,
+    ) -> None:
+        self._sensors = list(sensors)
+        self._intensity = intensity
+        self._carbon = carbon
+        self._interval_ns = round(interval_s * NS_PER_S)
+        self._version = version
+        self._max_plausible_uw = max_plausible_uw
+        self._clock_ns = clock_ns
+        self._wall_clock_s = wall_clock_s
+        self._lock = threading.Lock()
+        self._listeners: list[SnapshotListener] = []
+
+        self._devices: list[DeviceKey] = sorted(
+            {key for _sensor, discovery in self._sensors for key in discovery.devices}
+        )
+        self._plan = NodeEnergyPlan.for_devices(self._devices)
+        self._accounts: dict[DeviceKey, DeviceAccount] = {
+            key: DeviceAccount() for key in self._devices
+        }
+        self._node_uj = 0
+        self._emissions_location_g = 0.0
+        self._emissions_market_g = 0.0
+        self._samples = 0
+        self._missed = 0
+        self._last_sample_ns: int | None = None
+        self._durations = Histogram.empty(SAMPLE_DURATION_BUCKETS_S)
+        self._snapshot: Snapshot | None = None
+        self._ignored: set[DeviceKey] = set()
+
+    @property
+    def node_plan(self) -> NodeEnergyPlan:
+        return self._plan
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The last published snapshot (an atomic reference read: no lock needed)."""
+        return self._snapshot
+
+    def last_sample_age_s(self) -> float | None:
+        """Seconds since the last sample ended, on the monitor's own clock."""
+        last = self._last_sample_ns
+        return None if last is None else (self._clock_ns() - last) / NS_PER_S
+
+    def subscribe(self, listener: SnapshotListener) -> None:
+        self._listeners.append(listener)
+
+    def _read_all(self) -> list[tuple[Sensor, SensorRead]]:
+        results = []
+        for sensor, discovery in self._sensors:
+            if not discovery.devices:  # looked for, not found: its discovery statuses say why
+                results.append((sensor, SensorRead(statuses=discovery.statuses)))
+                continue
+            try:
+                result = sensor.read()
+            except Exception as exc:  # one broken source must never stop the others
+                log.exception("sensor %s failed", sensor.name)
+                result = SensorRead(
+                    statuses=tuple(
+                        DeviceStatus(
+                            sensor.name,
+                            key.device,
+                            SourceStatus.ERROR,
+                            f"{type(exc).__name__}: {exc}",
+                        )
+                        for key in discovery.devices
+                    )
+                )
+            results.append(
+                (sensor, SensorRead(result.readings, discovery.statuses + result.statuses))
+            )
+        return results
+
+    def sample(self) -> Snapshot:
+        with self._lock:
+            started_ns = self._clock_ns()
+            results = self._read_all()
+            now_ns = self._clock_ns()
+            snapshot = self._account(results, started_ns, now_ns)
+            self._snapshot = snapshot
+        for listener in self._listeners:
+            try:
+                listener(snapshot)
+            except Exception:  # a broken exporter must not stop sampling
+                log.exception("snapshot listener %r failed", listener)
+        return snapshot
+
+    def _account(
+        self, results: list[tuple[Sensor, SensorRead]], started_ns: int, now_ns: int
+    ) -> Snapshot:
+        power_now: dict[DeviceKey, float | None] = {}
+        node_delta_uj = 0
+        for _sensor, result in results:
+            for reading in result.readings:
+                account = self._accounts.get(reading.key)
+                if account is None:  # not part of the accounting chosen at start-up: never summed
+                    if reading.key not in self._ignored:
+                        log.info("not accounting %s: not selected at start-up", reading.key)
+                        self._ignored.add(reading.key)
+                    continue
+                previous_ns = account.last_read_ns
+                if isinstance(reading, CounterReading):
+                    delta = account.add_counter(reading, now_ns, self._max_plausible_uw)
+                else:
+                    delta = account.add_power(reading, now_ns)
+                power_now[reading.key] = _mean_power_w(reading, delta, previous_ns, now_ns)
+                if self._plan.counts(reading.key):
+                    node_delta_uj += delta
+        for key, account in self._accounts.items():
+            if key not in power_now and account.last_power_uw is not None:
+                account.forget_baseline()
+
+        elapsed_ns = now_ns - self._last_sample_ns if self._last_sample_ns is not None else 0
+        if self._last_sample_ns is not None and self._interval_ns > 0:
+            self._missed += max(0, round(elapsed_ns / self._interval_ns) - 1)
+        self._last_sample_ns = now_ns
+        self._samples += 1
+
+        intensity = self._intensity.current(self._wall_clock_s())
+        pue = self._carbon.pue
+        market_factor = self._carbon.market_factor_g_per_kwh
+        self._node_uj += node_delta_uj
+        self._emissions_location_g += grams(node_delta_uj, intensity.g_per_kwh, pue)
+        self._emissions_market_g += grams(
+            node_delta_uj, intensity.g_per_kwh if market_factor is None else market_factor, pue
+        )
+        self._durations = self._durations.observe((self._clock_ns() - started_ns) / NS_PER_S)
+
+        devices = tuple(
+            DeviceEnergy(key, self._accounts[key].total_uj, power_now.get(key))
+            for key in self._devices
+        )
+        statuses = tuple(status for _sensor, result in results for status in result.statuses)
+        return Snapshot(
+            version=self._version,
+            taken_at_unix_s=self._wall_clock_s(),
+            devices=devices,
+            statuses=statuses,
+            node_energy_uj=self._node_uj,
+            node_power_w=node_delta_uj * NS_PER_S / elapsed_ns / 1e6 if elapsed_ns > 0 else None,
+            emissions_location_g=self._emissions_location_g,
+            emissions_market_g=self._emissions_market_g,
+            intensity=intensity,
+            market_factor_g_per_kwh=market_factor,
+            pue=pue,
+            samples_total=self._samples,
+            samples_missed_total=self._missed,
+            sample_duration=self._durations,
+        )
+
+
+def _mean_power_w(
+    reading: CounterReading | PowerReading, delta_uj: int, previous_ns: int | None, now_ns: int
+) -> float | None:
+    """Mean power over the device's last interval: delta E / delta t on the real elapsed time."""
+    if previous_ns is not None and now_ns > previous_ns:
+        return delta_uj * NS_PER_S / (now_ns - previous_ns) / 1e6
+    # First read: a counter has no interval yet; a power reading is its own value.
+    return reading.power_uw / 1e6 if isinstance(reading, PowerReading) else None

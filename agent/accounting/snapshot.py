@@ -1,0 +1,59 @@
+"""The immutable result of one sample: everything exporters and probe may show.
+
+Exporters render a snapshot and nothing else, so a scrape never touches hardware.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.carbon.intensity import IntensityValue
+from agent.sensors.base import DeviceKey, DeviceStatus
+
+SAMPLE_DURATION_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class DeviceEnergy:
+    key: DeviceKey
+    energy_uj: int
+    power_w: float | None  # None when the device was not read in the last sample
+
+
+@dataclass(frozen=True)
+class Histogram:
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]  # per bucket (not cumulative), one more than bounds: the +Inf bucket
+    total: float
+
+    @classmethod
+    def empty(cls, bounds: tuple[float, ...]) -> Histogram:
+        return cls(bounds, (0,) * (len(bounds) + 1), 0.0)
+
+    def observe(self, value: float) -> Histogram:
+        index = next((i for i, bound in enumerate(self.bounds) if value <= bound), len(self.bounds))
+        counts = list(self.counts)
+        counts[index] += 1
+        return Histogram(self.bounds, tuple(counts), self.total + value)
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: str
+    taken_at_unix_s: float
+    devices: tuple[DeviceEnergy, ...]
+    statuses: tuple[DeviceStatus, ...]
+    node_energy_uj: int
+    node_power_w: float | None
+    emissions_location_g: float
+    emissions_market_g: float
+    intensity: IntensityValue
+    market_factor_g_per_kwh: float | None
+    pue: float
+    samples_total: int
+    samples_missed_total: int
+    sample_duration: Histogram

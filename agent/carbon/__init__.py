@@ -1,0 +1,1 @@
+"""Grid carbon intensity: where the node is, how dirty its grid is, what is emitted."""

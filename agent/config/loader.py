@@ -1,0 +1,200 @@
+"""Layered configuration: defaults < TOML file < CARBONSCOPE_<SECTION>__<KEY> env < flags.
+
+Each value remembers where it came from, so a validation error names the file, environment
+variable or flag to fix, with the dotted key and the reason, one line per problem.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from agent.config.schema import Config
+from agent.errors import ConfigError
+
+ENV_PREFIX = "CARBONSCOPE_"
+SYSTEM_CONFIG_PATH = Path("/etc/carbonscope/carbonscope.toml")
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    config: Config
+    path: Path | None  # the file read, None for built-in defaults
+    state_dir: Path
+    jobs_socket: Path
+
+
+def find_config_file(
+    explicit: Path | None, env: Mapping[str, str], system_path: Path
+) -> Path | None:
+    if explicit is not None:
+        return explicit
+    if env.get("CARBONSCOPE_CONFIG"):
+        return Path(env["CARBONSCOPE_CONFIG"])
+    return system_path if system_path.exists() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found"]) from None
+    except PermissionError:
+        raise ConfigError([f"{path}: permission denied"]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{path}: is a directory, not a TOML file"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: invalid TOML: {exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: invalid TOML: not UTF-8 text"]) from None
+
+
+def _env_value(raw: str) -> Any:
+    """A TOML literal when it is one (1.2, true, ["a"]), else the plain string."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _env_layer(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    layer: dict[str, Any] = {}
+    origins: dict[tuple[str, ...], str] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        node = layer
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = _env_value(raw)
+        origins[path] = f"environment {name}"
+    return layer, origins
+
+
+def _merge(
+    base: dict[str, Any],
+    layer: Mapping[str, Any],
+    origin: str,
+    origins: dict[tuple[str, ...], str],
+    prefix: tuple[str, ...] = (),
+) -> None:
+    for key, value in layer.items():
+        path = (*prefix, key)
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge(base[key], value, origin, origins, path)
+        else:
+            base[key] = dict(value) if isinstance(value, Mapping) else value
+            origins[path] = origin
+
+
+def _flags_layer(flags: Mapping[str, Any]) -> dict[str, Any]:
+    layer: dict[str, Any] = {}
+    for dotted, value in flags.items():
+        if value is None:
+            continue
+        section, key = dotted.split(".", 1)
+        layer.setdefault(section, {})[key] = value
+    return layer
+
+
+def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc = tuple(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        known = list(parent.model_fields) if parent else []
+        close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
+        hint = f' (did you mean "{close[0]}"?)' if close else f" (known keys: {', '.join(known)})"
+        return f"unknown key{hint}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] not in ("value_error", "assertion_error") and "input" in error:
+        message += f" (got {error['input']!r})"
+    return message
+
+
+def _origin_of(loc: tuple[str, ...], origins: Mapping[tuple[str, ...], str]) -> str:
+    for end in range(len(loc), 0, -1):
+        if loc[:end] in origins:
+            return origins[loc[:end]]
+    # An unknown section or table: name whatever set something beneath it.
+    below = sorted(origin for path, origin in origins.items() if path[: len(loc)] == loc)
+    return ", ".join(dict.fromkeys(below)) or "defaults"
+
+
+def default_state_dir(env: Mapping[str, str], euid: int) -> Path:
+    if euid == 0:
+        return Path("/var/lib/carbonscope")
+    xdg = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".local/state")
+    return Path(xdg) / "carbonscope"
+
+
+def default_jobs_socket(env: Mapping[str, str], euid: int, state_dir: Path) -> Path:
+    if euid == 0:
+        return Path("/run/carbonscope/jobs.sock")
+    runtime = env.get("XDG_RUNTIME_DIR")
+    return Path(runtime) / "carbonscope/jobs.sock" if runtime else state_dir / "jobs.sock"
+
+
+def load_config(
+    explicit_path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+    system_path: Path = SYSTEM_CONFIG_PATH,
+    euid: int | None = None,
+) -> LoadedConfig:
+    """Build the effective configuration, or raise ConfigError listing every problem."""
+    env = os.environ if env is None else env
+    euid = os.geteuid() if euid is None else euid
+    path = find_config_file(explicit_path, env, system_path)
+
+    merged: dict[str, Any] = {}
+    origins: dict[tuple[str, ...], str] = {}
+    if path is not None:
+        _merge(merged, _read_toml(path), str(path), origins)
+    env_layer, env_origins = _env_layer(env)
+    _merge(merged, env_layer, "environment", origins)
+    origins.update(env_origins)
+    _merge(merged, _flags_layer(flags or {}), "flag", origins)
+    for dotted in flags or {}:
+        if flags and flags[dotted] is not None:
+            origins[tuple(dotted.split("."))] = (
+                f"flag --{dotted.split('.', 1)[1].replace('_', '-')}"
+            )
+
+    try:
+        config = Config.model_validate(merged)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = tuple(str(part) for part in error["loc"])
+            problems.append(f"{_origin_of(loc, origins)}: {'.'.join(loc)}: {_describe(error)}")
+        raise ConfigError(problems) from None
+
+    state_dir = config.agent.state_dir or default_state_dir(env, euid)
+    jobs_socket = (
+        Path(env["CARBONSCOPE_SOCKET"])
+        if env.get("CARBONSCOPE_SOCKET")
+        else config.jobs.socket or default_jobs_socket(env, euid, state_dir)
+    )
+    return LoadedConfig(config=config, path=path, state_dir=state_dir, jobs_socket=jobs_socket)

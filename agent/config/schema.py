@@ -1,0 +1,122 @@
+"""The configuration schema: every key, its type, default and bounds (docs/configuration.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from agent.carbon.offline_data import OfflineIntensityData
+from agent.config.durations import format_duration, parse_duration
+
+SensorName = Literal["auto", "rapl", "hwmon", "nvml", "ipmi", "redfish", "model"]
+IMPLEMENTED_SENSORS = ("rapl", "model")
+IMPLEMENTED_PROVIDERS = ("static",)
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _interval_in_range(seconds: float) -> float:
+    if not 0.05 <= seconds <= 60:
+        raise ValueError(
+            f"{format_duration(seconds)} is out of range: must be between 50ms and 60s"
+        )
+    return seconds
+
+
+def _parse_listen(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f'{value!r} is not HOST:PORT (e.g. "0.0.0.0:9377", "[::1]:9377")')
+    if host.startswith("[") != host.endswith("]"):
+        raise ValueError(f'{value!r}: an IPv6 host is written in brackets, e.g. "[::]:9377"')
+    return value
+
+
+def _empty_as_none(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _comma_list(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AgentSection(_Section):
+    interval: Annotated[Duration, AfterValidator(_interval_in_range)] = 1.0
+    listen: Annotated[str, AfterValidator(_parse_listen)] = "0.0.0.0:9377"
+    state_dir: Annotated[Path | None, BeforeValidator(_empty_as_none)] = None
+    sysfs_root: Path = Path("/sys")
+    procfs_root: Path = Path("/proc")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class ModelSensorSection(_Section):
+    """The power model used where nothing measures (see docs/sensors.md for the curve)."""
+
+    cpu_tdp_watts: Annotated[float | None, BeforeValidator(_empty_as_none), Field(gt=0)] = None
+    cpu_watts_per_thread: Annotated[float, Field(gt=0)] = 4.0
+    dram_watts_per_gb: Annotated[float, Field(ge=0)] = 0.375
+
+
+class RaplSensorSection(_Section):
+    max_zone_watts: Annotated[float, Field(gt=0)] = 2000.0
+
+
+class SensorsSection(_Section):
+    enable: Annotated[list[SensorName], BeforeValidator(_comma_list), Field(min_length=1)] = [
+        "auto"
+    ]
+    model: ModelSensorSection = ModelSensorSection()
+    rapl: RaplSensorSection = RaplSensorSection()
+
+    @field_validator("enable")
+    @classmethod
+    def _known_and_available(cls, value: list[str]) -> list[str]:
+        if "auto" in value and len(value) > 1:
+            raise ValueError('"auto" cannot be combined with named sensors')
+        missing = [name for name in value if name != "auto" and name not in IMPLEMENTED_SENSORS]
+        if missing:
+            raise ValueError(
+                f"sensor(s) {', '.join(missing)} not available in this version "
+                f"(available: {', '.join(IMPLEMENTED_SENSORS)})"
+            )
+        return value
+
+
+class CarbonSection(_Section):
+    location: str = ""
+    provider: Literal["static", "electricitymaps", "watttime", "uk", "file"] = "static"
+    pue: Annotated[float, Field(ge=1.0, le=5.0)] = 1.0
+    market_factor: Annotated[float | None, BeforeValidator(_empty_as_none), Field(ge=0)] = None
+
+    @field_validator("location")
+    @classmethod
+    def _known_location(cls, value: str) -> str:
+        return OfflineIntensityData().normalise(value) if value.strip() else ""
+
+    @field_validator("provider")
+    @classmethod
+    def _provider_available(cls, value: str) -> str:
+        if value not in IMPLEMENTED_PROVIDERS:
+            raise ValueError(
+                f"provider {value!r} is not available in this version (available: static)"
+            )
+        return value
+
+
+class JobsSection(_Section):
+    socket: Annotated[Path | None, BeforeValidator(_empty_as_none)] = None
+
+
+class Config(_Section):
+    agent: AgentSection = AgentSection()
+    sensors: SensorsSection = SensorsSection()
+    carbon: CarbonSection = CarbonSection()
+    jobs: JobsSection = JobsSection()

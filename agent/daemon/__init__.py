@@ -1,0 +1,1 @@
+"""The long-running agent: wiring, scheduling, signals and systemd integration."""

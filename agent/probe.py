@@ -1,0 +1,107 @@
+"""`carbonscope probe`: every source looked for, found or not, why, and one reading each."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from agent.accounting.monitor import CarbonSettings, Monitor
+from agent.carbon.intensity import IntensityValue, StaticIntensityProvider
+from agent.carbon.location import resolve_location
+from agent.config.schema import Config
+from agent.sensors.base import Discovery, Sensor, SensorRoots, SourceStatus
+from agent.sensors.model import ModelSensor
+from agent.sensors.rapl import RaplSensor
+from agent.sensors.registry import select_sensors
+
+PROBE_WINDOW_S = 0.5
+
+
+@dataclass(frozen=True)
+class ProbeRow:
+    source: str
+    component: str
+    device: str
+    status: str
+    reason: str
+    power_watts: float | None
+    used: bool  # whether `carbonscope run` would account this device
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    rows: list[ProbeRow]
+    details: dict[str, list[str]]
+    intensity: IntensityValue
+    pue: float
+
+    @property
+    def any_working(self) -> bool:
+        return any(row.status == SourceStatus.OK for row in self.rows)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sources": [asdict(row) for row in self.rows],
+            "details": self.details,
+            "carbon": {**asdict(self.intensity), "pue": self.pue},
+            "ok": self.any_working,
+        }
+
+
+def run_probe(
+    config: Config, env: Mapping[str, str] | None = None, window_s: float = PROBE_WINDOW_S
+) -> ProbeResult:
+    env = os.environ if env is None else env
+    roots = SensorRoots(config.agent.sysfs_root, config.agent.procfs_root)
+    used = {key for item in select_sensors(config.sensors, roots) for key in item.discovery.devices}
+    # Look at every source, used or not, without dropping failing devices.
+    candidates: list[Sensor] = [RaplSensor(roots), ModelSensor(roots, config.sensors.model)]
+    sensors: list[tuple[Sensor, Discovery]] = [(sensor, sensor.discover()) for sensor in candidates]
+    provider = StaticIntensityProvider(resolve_location(config.carbon.location, env))
+    monitor = Monitor(
+        sensors,
+        intensity=provider,
+        carbon=CarbonSettings(config.carbon.pue, config.carbon.market_factor),
+        interval_s=window_s,
+        version="probe",
+    )
+    monitor.sample()
+    time.sleep(window_s)
+    snapshot = monitor.sample()
+
+    statuses = {(s.source, s.device): s for s in snapshot.statuses}
+    rows: list[ProbeRow] = []
+    for device in snapshot.devices:
+        status = statuses.get((device.key.source, device.key.device))
+        rows.append(
+            ProbeRow(
+                source=device.key.source,
+                component=device.key.component.value,
+                device=device.key.device,
+                status=status.status.value if status else SourceStatus.ERROR.value,
+                reason=status.reason if status else "no status reported",
+                power_watts=device.power_w,
+                used=device.key in used,
+            )
+        )
+    seen = {(row.source, row.device) for row in rows}
+    for status in snapshot.statuses:
+        if (status.source, status.device) not in seen:
+            rows.append(
+                ProbeRow(
+                    status.source,
+                    "",
+                    status.device,
+                    status.status.value,
+                    status.reason,
+                    None,
+                    False,
+                )
+            )
+    details = {
+        sensor.name: list(discovery.details) for sensor, discovery in sensors if discovery.details
+    }
+    return ProbeResult(rows, details, snapshot.intensity, config.carbon.pue)

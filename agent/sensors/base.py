@@ -1,0 +1,108 @@
+"""What every power source hands to the accounting layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+
+class Component(StrEnum):
+    CPU = "cpu"
+    DRAM = "dram"
+    GPU = "gpu"
+    PLATFORM = "platform"
+
+
+class SourceStatus(StrEnum):
+    OK = "ok"
+    PERMISSION_DENIED = "permission_denied"
+    NOT_PRESENT = "not_present"
+    UNSUPPORTED = "unsupported"
+    ERROR = "error"
+    STALE = "stale"
+
+
+class PowerKind(StrEnum):
+    INSTANT = "instant"  # a point reading: integrate with the trapezoid rule
+    INTERVAL_MEAN = "interval_mean"  # mean over the time since the previous read: P x dt
+
+
+@dataclass(frozen=True, order=True)
+class DeviceKey:
+    component: Component
+    device: str
+    source: str
+
+
+@dataclass(frozen=True)
+class CounterReading:
+    """A cumulative energy counter that wraps to 0 after ``max_energy_range_uj``."""
+
+    key: DeviceKey
+    energy_uj: int
+    max_energy_range_uj: int
+
+
+@dataclass(frozen=True)
+class PowerReading:
+    key: DeviceKey
+    power_uw: int
+    kind: PowerKind
+
+
+Reading = CounterReading | PowerReading
+
+SOURCE_WIDE = "all"  # the device label of a status that concerns a whole source
+
+
+@dataclass(frozen=True)
+class DeviceStatus:
+    source: str
+    device: str
+    status: SourceStatus
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class SensorRead:
+    readings: tuple[Reading, ...] = ()
+    statuses: tuple[DeviceStatus, ...] = ()
+
+
+@dataclass(frozen=True)
+class SensorRoots:
+    """Where the kernel's files are: injectable so tests and containers can point elsewhere."""
+
+    sysfs: Path = Path("/sys")
+    procfs: Path = Path("/proc")
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What a source found at start-up: the devices it will report, and why others are absent."""
+
+    devices: tuple[DeviceKey, ...] = ()
+    statuses: tuple[DeviceStatus, ...] = ()
+    details: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def components(self) -> frozenset[Component]:
+        return frozenset(key.component for key in self.devices)
+
+
+class Sensor(Protocol):
+    """A power source. ``read`` reports per-device failures as statuses and does not raise."""
+
+    name: str
+
+    def discover(self) -> Discovery: ...
+
+    def read(self) -> SensorRead: ...
+
+
+def read_sysfs_text(path: Path) -> str:
+    """The default opener: one small sysfs/procfs file as text."""
+    with path.open(encoding="ascii", errors="replace") as handle:
+        return handle.read()

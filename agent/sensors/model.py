@@ -1,0 +1,205 @@
+"""Modelled CPU and DRAM power for machines no sensor covers (most VMs and clouds).
+
+CPU: P = TDP x f(u), u the busy fraction of all CPUs since the previous read (/proc/stat),
+f piecewise linear through (0, 0.12), (0.10, 0.32), (0.50, 0.75), (1.00, 1.00): the SPECpower
+shaped curve popularised by Teads and Cloud Carbon Footprint, capped at TDP.
+TDP: config ``sensors.model.cpu_tdp_watts``; else on bare metal the CPU model's TDP from
+codecarbon's table times the socket count; else (unknown CPU, or a VM, where the host's TDP
+says nothing about our slice) ``cpu_watts_per_thread`` x threads.
+DRAM: installed memory (MemTotal) x ``dram_watts_per_gb`` W/GiB, constant.
+Everything is labelled ``source="model"``; docs/sensors.md explains the numbers.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.config.schema import ModelSensorSection
+from agent.sensors.base import (
+    Component,
+    DeviceKey,
+    DeviceStatus,
+    Discovery,
+    PowerKind,
+    PowerReading,
+    SensorRead,
+    SensorRoots,
+    SourceStatus,
+    read_sysfs_text,
+)
+from agent.sensors.cpu_tdp import lookup_tdp
+
+SOURCE = "model"
+MODEL_DEVICE = "host"
+CPU_KEY = DeviceKey(Component.CPU, MODEL_DEVICE, SOURCE)
+DRAM_KEY = DeviceKey(Component.DRAM, MODEL_DEVICE, SOURCE)
+CPU_CURVE: tuple[tuple[float, float], ...] = ((0.0, 0.12), (0.10, 0.32), (0.50, 0.75), (1.00, 1.00))
+_GIB = 1024**3
+
+
+def curve_fraction(utilisation: float) -> float:
+    """Fraction of TDP drawn at a busy fraction in [0, 1], by linear interpolation."""
+    u = min(max(utilisation, 0.0), 1.0)
+    xs = [x for x, _ in CPU_CURVE]
+    i = max(1, bisect.bisect_left(xs, u))
+    (x0, y0), (x1, y1) = CPU_CURVE[i - 1], CPU_CURVE[i]
+    return y0 + (y1 - y0) * (u - x0) / (x1 - x0)
+
+
+@dataclass(frozen=True)
+class CpuTimes:
+    busy: int
+    total: int
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    cpu_model: str
+    threads: int
+    sockets: int
+    virtualised: bool
+    mem_total_bytes: int
+
+
+def parse_proc_stat(text: str) -> tuple[CpuTimes, int]:
+    """Aggregate CPU jiffies and the number of CPUs from /proc/stat."""
+    aggregate: CpuTimes | None = None
+    cpus = 0
+    for line in text.splitlines():
+        if line.startswith("cpu "):
+            # user nice system idle iowait irq softirq steal [guest guest_nice: inside user/nice]
+            fields = [int(v) for v in line.split()[1:]]
+            values = fields[:8] + [0] * (8 - len(fields[:8]))
+            idle = values[3] + values[4]
+            total = sum(values)
+            aggregate = CpuTimes(busy=total - idle, total=total)
+        elif line.startswith("cpu") and line[3:4].isdigit():
+            cpus += 1
+    if aggregate is None:
+        raise ValueError("no aggregate 'cpu' line")
+    return aggregate, max(cpus, 1)
+
+
+def parse_host_facts(cpuinfo: str, meminfo: str, threads: int) -> HostFacts:
+    model = ""
+    sockets: set[str] = set()
+    virtualised = False
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "model name" and not model:
+            model = value
+        elif key == "physical id":
+            sockets.add(value)
+        elif key == "flags" and "hypervisor" in value.split():
+            virtualised = True
+    mem_kib = 0
+    for line in meminfo.splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kib = int(line.split()[1])
+            break
+    return HostFacts(model, threads, max(len(sockets), 1), virtualised, mem_kib * 1024)
+
+
+@dataclass(frozen=True)
+class CpuBudget:
+    tdp_watts: float
+    explanation: str
+
+
+def cpu_budget(facts: HostFacts, settings: ModelSensorSection) -> CpuBudget:
+    if settings.cpu_tdp_watts is not None:
+        return CpuBudget(settings.cpu_tdp_watts, "TDP from sensors.model.cpu_tdp_watts")
+    per_thread = CpuBudget(
+        settings.cpu_watts_per_thread * facts.threads,
+        f"{settings.cpu_watts_per_thread:g} W/thread x {facts.threads} threads",
+    )
+    if facts.virtualised:
+        return CpuBudget(per_thread.tdp_watts, per_thread.explanation + " (virtual machine)")
+    match = lookup_tdp(facts.cpu_model) if facts.cpu_model else None
+    if match is None:
+        return CpuBudget(
+            per_thread.tdp_watts,
+            per_thread.explanation + f" (CPU {facts.cpu_model!r} not in table)",
+        )
+    return CpuBudget(
+        match.tdp_watts * facts.sockets,
+        f"TDP {match.tdp_watts:g} W x {facts.sockets} socket(s), {match.model} in cpu_power.csv"
+        + ("" if match.exact else " (closest match)"),
+    )
+
+
+class ModelSensor:
+    """Reports mean modelled power since its previous read (``PowerKind.INTERVAL_MEAN``)."""
+
+    name = SOURCE
+
+    def __init__(
+        self,
+        roots: SensorRoots,
+        settings: ModelSensorSection,
+        components: frozenset[Component] = frozenset({Component.CPU, Component.DRAM}),
+        opener: Callable[[Path], str] = read_sysfs_text,
+    ) -> None:
+        self._procfs = roots.procfs
+        self._settings = settings
+        self._components = components
+        self._open = opener
+        self._previous: CpuTimes | None = None
+        self._budget: CpuBudget | None = None
+        self._dram_uw = 0
+        self._details: tuple[str, ...] = ()
+
+    def discover(self) -> Discovery:
+        try:
+            times, threads = parse_proc_stat(self._open(self._procfs / "stat"))
+            facts = parse_host_facts(
+                self._open(self._procfs / "cpuinfo"), self._open(self._procfs / "meminfo"), threads
+            )
+        except (OSError, ValueError) as exc:
+            reason = f"cannot read {self._procfs}: {exc}"
+            return Discovery(
+                statuses=(DeviceStatus(SOURCE, MODEL_DEVICE, SourceStatus.ERROR, reason),)
+            )
+        self._previous = times
+        self._budget = cpu_budget(facts, self._settings)
+        gib = facts.mem_total_bytes / _GIB
+        self._dram_uw = round(gib * self._settings.dram_watts_per_gb * 1e6)
+        details = []
+        devices = []
+        if Component.CPU in self._components:
+            devices.append(CPU_KEY)
+            details.append(f"cpu: {self._budget.explanation}; curve {CPU_CURVE}")
+        if Component.DRAM in self._components:
+            devices.append(DRAM_KEY)
+            details.append(f"dram: {gib:.1f} GiB x {self._settings.dram_watts_per_gb:g} W/GiB")
+        self._details = tuple(details)
+        return Discovery(devices=tuple(devices), details=self._details)
+
+    def read(self) -> SensorRead:
+        readings: list[PowerReading] = []
+        statuses: list[DeviceStatus] = []
+        if Component.CPU in self._components and self._budget is not None:
+            try:
+                times, _threads = parse_proc_stat(self._open(self._procfs / "stat"))
+            except (OSError, ValueError) as exc:
+                statuses.append(
+                    DeviceStatus(SOURCE, MODEL_DEVICE, SourceStatus.ERROR, f"/proc/stat: {exc}")
+                )
+            else:
+                previous = self._previous or CpuTimes(0, 0)
+                d_total = times.total - previous.total
+                utilisation = (times.busy - previous.busy) / d_total if d_total > 0 else 0.0
+                self._previous = times
+                watts = self._budget.tdp_watts * curve_fraction(utilisation)
+                readings.append(PowerReading(CPU_KEY, round(watts * 1e6), PowerKind.INTERVAL_MEAN))
+        if Component.DRAM in self._components:
+            readings.append(PowerReading(DRAM_KEY, self._dram_uw, PowerKind.INTERVAL_MEAN))
+        if readings:
+            statuses.append(
+                DeviceStatus(SOURCE, MODEL_DEVICE, SourceStatus.OK, "estimate, not a measurement")
+            )
+        return SensorRead(tuple(readings), tuple(statuses))

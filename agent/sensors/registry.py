@@ -1,0 +1,69 @@
+"""The one place that knows every power source and decides which ones are used.
+
+Rule (``sensors.enable``): measured sources are tried first; a measured device is used only if
+it reads at start-up, whenever the model may stand in for it. The model then covers the
+components (cpu, dram) that nothing measures; psys (platform) covers both. With ``["auto"]``
+every available source is tried and the model is allowed; with an explicit list, exactly those.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from agent.config.schema import SensorsSection
+from agent.sensors.base import Component, Discovery, Sensor, SensorRoots, SourceStatus
+from agent.sensors.model import ModelSensor
+from agent.sensors.rapl import RaplSensor
+
+log = logging.getLogger(__name__)
+
+MEASURED_SOURCES = ("rapl",)
+MODELLED_COMPONENTS = frozenset({Component.CPU, Component.DRAM})
+
+
+@dataclass(frozen=True)
+class SelectedSensor:
+    sensor: Sensor
+    discovery: Discovery  # devices: those the accounting will use
+
+
+def _measured(sensor: Sensor, discovery: Discovery, keep_failing: bool) -> Discovery:
+    """Restrict a discovery to the devices that read now, unless failing ones must stay."""
+    if keep_failing or not discovery.devices:
+        return discovery
+    first = sensor.read()
+    working = {reading.key for reading in first.readings}
+    failing = [s for s in first.statuses if s.status is not SourceStatus.OK]
+    for status in failing:
+        log.warning(
+            "%s %s unusable (%s): %s", status.source, status.device, status.status, status.reason
+        )
+    return Discovery(
+        devices=tuple(key for key in discovery.devices if key in working),
+        statuses=discovery.statuses,
+        details=discovery.details,
+    )
+
+
+def select_sensors(settings: SensorsSection, roots: SensorRoots) -> list[SelectedSensor]:
+    auto = settings.enable == ["auto"]
+    wanted = set(MEASURED_SOURCES) | {"model"} if auto else set(settings.enable)
+    model_allowed = "model" in wanted
+    selected: list[SelectedSensor] = []
+    if "rapl" in wanted:
+        rapl = RaplSensor(roots)
+        selected.append(
+            SelectedSensor(rapl, _measured(rapl, rapl.discover(), keep_failing=not model_allowed))
+        )
+
+    covered = {key.component for item in selected for key in item.discovery.devices}
+    if Component.PLATFORM in covered:
+        covered |= MODELLED_COMPONENTS
+    missing = MODELLED_COMPONENTS - covered
+    if model_allowed and missing:
+        model = ModelSensor(roots, settings.model, components=frozenset(missing))
+        selected.append(SelectedSensor(model, model.discover()))
+    elif model_allowed:
+        log.info("model not needed: %s measured", ", ".join(sorted(covered)))
+    return selected

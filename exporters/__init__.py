@@ -1,0 +1,1 @@
+"""Exporters render monitor snapshots for other systems; they never read hardware."""

@@ -1,0 +1,166 @@
+"""Metric families of the contract (docs/metrics.md), built from one immutable snapshot."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from agent.accounting.energy import UJ_PER_J
+from agent.accounting.snapshot import Snapshot
+from agent.sensors.base import SourceStatus
+
+DEVICE_LABELS = ["component", "device", "source"]
+
+
+class SnapshotCollector(Collector):
+    def __init__(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snapshot
+        yield from self._devices(snap)
+        yield from self._node(snap)
+        yield from self._carbon(snap)
+        yield from self._sources(snap)
+        yield from self._self_metrics(snap)
+
+    @staticmethod
+    def _devices(snap: Snapshot) -> Iterator[Metric]:
+        energy = CounterMetricFamily(
+            "carbonscope_energy_joules",
+            "Energy per measured or modelled device since the agent started, wrap-corrected.",
+            labels=DEVICE_LABELS,
+        )
+        power = GaugeMetricFamily(
+            "carbonscope_power_watts",
+            "Mean power per device over the last sampling interval.",
+            labels=DEVICE_LABELS,
+        )
+        for device in snap.devices:
+            labels = [device.key.component.value, device.key.device, device.key.source]
+            energy.add_metric(labels, device.energy_uj / UJ_PER_J)
+            if device.power_w is not None:
+                power.add_metric(labels, device.power_w)
+        yield energy
+        yield power
+
+    @staticmethod
+    def _node(snap: Snapshot) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "carbonscope_node_energy_joules",
+            "The node's IT energy since the agent started, each joule counted once.",
+            value=snap.node_energy_uj / UJ_PER_J,
+        )
+        if snap.node_power_w is not None:
+            yield GaugeMetricFamily(
+                "carbonscope_node_power_watts",
+                "Mean node IT power over the last sampling interval.",
+                value=snap.node_power_w,
+            )
+
+    @staticmethod
+    def _carbon(snap: Snapshot) -> Iterator[Metric]:
+        emissions = CounterMetricFamily(
+            "carbonscope_emissions_grams",
+            "Node emissions in gCO2e: IT energy x PUE x grid intensity at each sample.",
+            labels=["method"],
+        )
+        emissions.add_metric(["location"], snap.emissions_location_g)
+        emissions.add_metric(["market"], snap.emissions_market_g)
+        yield emissions
+        intensity = snap.intensity
+        gauge = GaugeMetricFamily(
+            "carbonscope_grid_intensity_grams_per_kwh",
+            "Grid carbon intensity in force now, gCO2e/kWh.",
+            labels=["location", "provider", "signal"],
+        )
+        gauge.add_metric(
+            [intensity.location, intensity.provider, intensity.signal], intensity.g_per_kwh
+        )
+        yield gauge
+        location = GaugeMetricFamily(
+            "carbonscope_grid_location_info",
+            "The grid location in force and how it was chosen (config, timezone, default).",
+            labels=["location", "resolved_by"],
+        )
+        location.add_metric([intensity.location, intensity.resolved_by], 1)
+        yield location
+        if snap.market_factor_g_per_kwh is not None:
+            yield GaugeMetricFamily(
+                "carbonscope_market_factor_grams_per_kwh",
+                "Contractual emission factor used for market-based Scope 2, gCO2e/kWh.",
+                value=snap.market_factor_g_per_kwh,
+            )
+        yield GaugeMetricFamily(
+            "carbonscope_pue_ratio", "Power usage effectiveness in force.", value=snap.pue
+        )
+        age = GaugeMetricFamily(
+            "carbonscope_intensity_age_seconds",
+            "Age of the grid intensity value in force.",
+            labels=["provider"],
+        )
+        age.add_metric([intensity.provider], intensity.age_s)
+        yield age
+
+    @staticmethod
+    def _sources(snap: Snapshot) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "carbonscope_source_up",
+            "1 if the source was read in the last sample.",
+            labels=["source", "device"],
+        )
+        status = GaugeMetricFamily(
+            "carbonscope_source_status",
+            "State set: why a source reads what it reads (1 on the current status).",
+            labels=["source", "device", "status"],
+        )
+        for entry in snap.statuses:
+            up.add_metric([entry.source, entry.device], 1 if entry.status is SourceStatus.OK else 0)
+            for candidate in SourceStatus:
+                status.add_metric(
+                    [entry.source, entry.device, candidate.value],
+                    1 if candidate is entry.status else 0,
+                )
+        yield up
+        yield status
+
+    @staticmethod
+    def _self_metrics(snap: Snapshot) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "carbonscope_samples", "Sampling ticks done.", value=snap.samples_total
+        )
+        yield CounterMetricFamily(
+            "carbonscope_samples_missed",
+            "Sampling ticks skipped (late or overrun); their energy is in the next sample.",
+            value=snap.samples_missed_total,
+        )
+        histogram = snap.sample_duration
+        cumulative = 0
+        buckets: list[tuple[str, float]] = []
+        for bound, count in zip((*histogram.bounds, float("inf")), histogram.counts, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        yield HistogramMetricFamily(
+            "carbonscope_sample_duration_seconds",
+            "Time one sample took: reading every source and the accounting.",
+            buckets=buckets,
+            sum_value=histogram.total,
+        )
+        info = GaugeMetricFamily("carbonscope_build_info", "carbonscope build.", labels=["version"])
+        info.add_metric([snap.version], 1)
+        yield info
+
+
+def render(snapshot: Snapshot) -> bytes:
+    """The Prometheus text exposition of one snapshot."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(snapshot))
+    return generate_latest(registry)

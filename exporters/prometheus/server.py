@@ -1,0 +1,110 @@
+"""HTTP server for /metrics. Serves bytes rendered once per sample; a scrape does no work."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from agent.accounting.snapshot import Snapshot
+from exporters.prometheus.collector import render
+
+log = logging.getLogger(__name__)
+
+INDEX = b"""<html><head><title>carbonscope</title></head><body>
+<h1>carbonscope</h1><p><a href="/metrics">Metrics</a></p></body></html>
+"""
+
+
+class _RenderedMetrics:
+    """The latest exposition, swapped atomically when a snapshot is published."""
+
+    def __init__(self) -> None:
+        self.body: bytes | None = None
+        self.gzipped: bytes | None = None
+
+    def publish(self, snapshot: Snapshot) -> None:
+        body = render(snapshot)
+        gzipped = gzip.compress(body, compresslevel=6)
+        self.body, self.gzipped = body, gzipped
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "carbonscope"
+    metrics: ClassVar[_RenderedMetrics]
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            body, gzipped = self.metrics.body, self.metrics.gzipped
+            if body is None or gzipped is None:
+                self._send(503, b"no sample yet\n", "text/plain; charset=utf-8")
+            elif "gzip" in self.headers.get("Accept-Encoding", ""):
+                self._send(200, gzipped, CONTENT_TYPE_LATEST, {"Content-Encoding": "gzip"})
+            else:
+                self._send(200, body, CONTENT_TYPE_LATEST)
+        elif path == "/":
+            self._send(200, INDEX, "text/html; charset=utf-8")
+        elif path == "/healthz":
+            ready = self.metrics.body is not None
+            self._send(200 if ready else 503, b"ok\n" if ready else b"starting\n", "text/plain")
+        else:
+            self._send(404, b"not found\n", "text/plain")
+
+    def _send(
+        self, code: int, body: bytes, content_type: str, extra: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("%s - %s", self.address_string(), format % args)
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class MetricsServer:
+    def __init__(self, listen: str) -> None:
+        host, port = parse_listen(listen)
+        self._metrics = _RenderedMetrics()
+        handler = type("MetricsHandler", (_Handler,), {"metrics": self._metrics})
+        server_class = type(
+            "MetricsHTTPServer",
+            (ThreadingHTTPServer,),
+            {
+                "address_family": socket.AF_INET6 if ":" in host else socket.AF_INET,
+                "daemon_threads": True,
+            },
+        )
+        self._server = server_class((host, port), handler)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="metrics-http", daemon=True
+        )
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def publish(self, snapshot: Snapshot) -> None:
+        self._metrics.publish(snapshot)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
