@@ -3,7 +3,7 @@
 Matching: the model name is normalised (trademarks, "CPU", "Processor", clock speed and core
 count dropped, lower case). An exact normalised match wins. Otherwise the candidates are the
 table rows that contain every model-number token of the CPU (tokens with a digit, like
-"6126" or "i7-8700k"), ranked by rapidfuzz's token ratio. A name without any model number
+"6126" or "i7-8700k"), ranked by rapidfuzz's token-set ratio (then token-sort ratio). A name without any model number
 ("Intel Xeon Processor", common in VMs) identifies no CPU and matches nothing.
 """
 
@@ -79,11 +79,11 @@ def lookup_tdp(cpu_model: str, table_path: Path | None = None) -> TdpMatch | Non
     tokens = _model_tokens(wanted)
     if not tokens:
         return None
-    best: tuple[float, str, float] | None = None
+    best: tuple[tuple[float, float], str, float] | None = None
     for original, normalised, tdp in table:
         if not tokens <= set(normalised.split()):
             continue
-        score = fuzz.token_sort_ratio(wanted, normalised)
-        if score >= _MIN_SCORE and (best is None or score > best[0]):
+        score = (fuzz.token_set_ratio(wanted, normalised), fuzz.token_sort_ratio(wanted, normalised))
+        if score[0] >= _MIN_SCORE and (best is None or score > best[0]):
             best = (score, original, tdp)
     return TdpMatch(best[1], best[2], exact=False) if best else None

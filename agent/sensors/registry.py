@@ -9,10 +9,19 @@ every available source is tried and the model is allowed; with an explicit list,
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from agent.config.schema import SensorsSection
-from agent.sensors.base import Component, Discovery, Sensor, SensorRoots, SourceStatus
+from agent.sensors.base import (
+    Component,
+    Discovery,
+    Sensor,
+    SensorRoots,
+    SourceStatus,
+    read_sysfs_text,
+)
 from agent.sensors.model import ModelSensor
 from agent.sensors.rapl import RaplSensor
 
@@ -46,13 +55,17 @@ def _measured(sensor: Sensor, discovery: Discovery, keep_failing: bool) -> Disco
     )
 
 
-def select_sensors(settings: SensorsSection, roots: SensorRoots) -> list[SelectedSensor]:
+def select_sensors(
+    settings: SensorsSection,
+    roots: SensorRoots,
+    opener: Callable[[Path], str] = read_sysfs_text,
+) -> list[SelectedSensor]:
     auto = settings.enable == ["auto"]
     wanted = set(MEASURED_SOURCES) | {"model"} if auto else set(settings.enable)
     model_allowed = "model" in wanted
     selected: list[SelectedSensor] = []
     if "rapl" in wanted:
-        rapl = RaplSensor(roots)
+        rapl = RaplSensor(roots, opener)
         selected.append(
             SelectedSensor(rapl, _measured(rapl, rapl.discover(), keep_failing=not model_allowed))
         )
@@ -62,7 +75,7 @@ def select_sensors(settings: SensorsSection, roots: SensorRoots) -> list[Selecte
         covered |= MODELLED_COMPONENTS
     missing = MODELLED_COMPONENTS - covered
     if model_allowed and missing:
-        model = ModelSensor(roots, settings.model, components=frozenset(missing))
+        model = ModelSensor(roots, settings.model, frozenset(missing), opener)
         selected.append(SelectedSensor(model, model.discover()))
     elif model_allowed:
         log.info("model not needed: %s measured", ", ".join(sorted(covered)))

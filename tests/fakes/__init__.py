@@ -1,0 +1,1 @@
+"""Test doubles shaped like the real thing: sysfs/procfs trees, clocks, providers."""

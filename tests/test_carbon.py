@@ -1,0 +1,124 @@
+"""Offline intensity from codecarbon's files, and the location guess from the time zone."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from agent.carbon.intensity import StaticIntensityProvider
+from agent.carbon.location import (
+    ResolvedLocation,
+    guess_from_timezone,
+    resolve_location,
+    system_timezone,
+)
+from agent.carbon.offline_data import (
+    LBS_PER_MWH_TO_G_PER_KWH,
+    OfflineIntensityData,
+    codecarbon_data_dir,
+)
+from agent.errors import LocationError
+
+DATA = codecarbon_data_dir()
+
+
+def country_value(iso3: str) -> float:
+    mix = json.loads((DATA / "private_infra/global_energy_mix.json").read_text())
+    return float(mix[iso3]["carbon_intensity"])
+
+
+@pytest.mark.parametrize(
+    ("code", "iso3"), [("FR", "FRA"), ("de", "DEU"), ("GB", "GBR"), ("USA", "USA")]
+)
+def test_countries_come_from_global_energy_mix(code: str, iso3: str) -> None:
+    value = OfflineIntensityData().lookup(code)
+    assert value.intensity_g_per_kwh == country_value(iso3)
+    assert value.location == code.upper()[:2] if len(code) == 2 else value.location == "US"
+
+
+def test_published_magnitudes() -> None:
+    # REFERENCE.md: FRA 56.0, DEU 381.0, GBR 237.6, USA 369.5 (rounded)
+    data = OfflineIntensityData()
+    assert round(data.lookup("FR").intensity_g_per_kwh) == 56
+    assert round(data.lookup("DE").intensity_g_per_kwh) == 381
+    assert data.world_average.intensity_g_per_kwh == 475
+
+
+def test_us_states_convert_lbs_per_mwh() -> None:
+    [path] = sorted(DATA.glob("private_infra/*/usa_emissions.json"))[-1:]
+    california = json.loads(path.read_text())["california"]["emissions"]
+    value = OfflineIntensityData().lookup("US-CA")
+    assert value.intensity_g_per_kwh == pytest.approx(california * LBS_PER_MWH_TO_G_PER_KWH)
+    assert 100 < value.intensity_g_per_kwh < 400
+
+
+@pytest.mark.parametrize("code", ["XX", "US-ZZ", "DE-BY", "FRANCE"])
+def test_unknown_locations_are_errors_naming_the_accepted_forms(code: str) -> None:
+    with pytest.raises(LocationError):
+        OfflineIntensityData().normalise(code)
+
+
+@pytest.fixture
+def zoneinfo(tmp_path: Path) -> Path:
+    """tzdata's tables, a few real rows in the real format."""
+    directory = tmp_path / "zoneinfo"
+    directory.mkdir()
+    (directory / "zone1970.tab").write_text(
+        "# tzdb timezone descriptions\n"
+        "BE,LU,NL\t+5050+00420\tEurope/Brussels\n"
+        "DE,DK,NO,SE,SJ\t+5230+01322\tEurope/Berlin\tmost of Germany\n"
+        "FR,MC\t+4852+00220\tEurope/Paris\n"
+        "US\t+340308-1181434\tAmerica/Los_Angeles\tPacific\n"
+    )
+    (directory / "zone.tab").write_text(
+        "# tzdb timezone descriptions\nNL\t+5222+00454\tEurope/Amsterdam\n"
+    )
+    return directory
+
+
+@pytest.mark.parametrize(
+    ("zone", "code", "how"),
+    [
+        ("Europe/Paris", "FR", "timezone"),
+        ("Europe/Berlin", "DE", "timezone"),
+        ("Europe/Amsterdam", "NL", "timezone"),  # a link in zone1970.tab: found in zone.tab
+        ("Etc/UTC", "WORLD", "default"),
+        ("UTC", "WORLD", "default"),
+        ("Mars/Olympus_Mons", "WORLD", "default"),
+        (None, "WORLD", "default"),
+    ],
+)
+def test_timezone_guess(zoneinfo: Path, zone: str | None, code: str, how: str) -> None:
+    resolved = guess_from_timezone(zone, zoneinfo)
+    assert (resolved.code, resolved.resolved_by) == (code, how)
+
+
+def test_system_timezone_sources(tmp_path: Path) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    assert system_timezone({}, etc) is None
+    os.symlink("/usr/share/zoneinfo/Europe/Paris", etc / "localtime")
+    assert system_timezone({}, etc) == "Europe/Paris"
+    (etc / "timezone").write_text("Europe/Berlin\n")
+    assert system_timezone({}, etc) == "Europe/Berlin"
+    assert system_timezone({"TZ": ":America/Los_Angeles"}, etc) == "America/Los_Angeles"
+
+
+def test_configured_location_wins_and_says_so(zoneinfo: Path) -> None:
+    resolved = resolve_location("fr", {"TZ": "Europe/Berlin"}, zoneinfo_dir=zoneinfo)
+    assert (resolved.code, resolved.resolved_by) == ("FR", "config")
+    guessed = resolve_location("", {"TZ": "Europe/Berlin"}, zoneinfo_dir=zoneinfo)
+    assert (guessed.code, guessed.resolved_by) == ("DE", "timezone")
+
+
+def test_static_provider_labels_its_value() -> None:
+    provider = StaticIntensityProvider(
+        ResolvedLocation("DE", "timezone", "time zone Europe/Berlin -> DE")
+    )
+    value = provider.current(0.0)
+    assert (value.location, value.provider, value.signal) == ("DE", "static", "average")
+    assert value.g_per_kwh == country_value("DEU")
+    assert "Europe/Berlin" in value.detail

@@ -1,0 +1,155 @@
+"""Configuration: precedence, and every class of bad input -> exit 2, one line naming the key."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.config import load_config
+from agent.errors import ConfigError
+
+
+def check(path: Path | str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent", "config", "check", str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "carbonscope.toml"
+    path.write_text(text)
+    return path
+
+
+def test_valid_file_passes(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[agent]\ninterval = "500ms"\n[carbon]\nlocation = "FR"\npue = 1.4\nmarket_factor = 20\n',
+    )
+    result = check(path)
+    assert result.returncode == 0, result.stderr
+    assert f"{path}: OK" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "words"),
+    [
+        ('[agent]\nintervall = "1s"\n', "agent.intervall", 'did you mean "interval"'),
+        ("[carbn]\npue = 1.2\n", "carbn", 'did you mean "carbon"'),
+        ('[carbon]\npue = "high"\n', "carbon.pue", "valid number"),
+        ('[agent]\ninterval = "5 parsecs"\n', "agent.interval", "invalid duration"),
+        ('[agent]\ninterval = "10ms"\n', "agent.interval", "between 50ms and 60s"),
+        ('[agent]\ninterval = "2m"\n', "agent.interval", "between 50ms and 60s"),
+        ("[carbon]\npue = 0.8\n", "carbon.pue", "greater than or equal to 1"),
+        ('[carbon]\nlocation = "Atlantis"\n', "carbon.location", "unknown location"),
+        ('[agent]\nlisten = "9377"\n', "agent.listen", "HOST:PORT"),
+        ('[sensors]\nenable = ["rapl", "telepathy"]\n', "sensors.enable.1", "Input should be"),
+    ],
+)
+def test_bad_value_exits_2_with_one_line_naming_the_key(
+    tmp_path: Path, toml: str, key: str, words: str
+) -> None:
+    path = write(tmp_path, toml)
+    result = check(path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"{path}: {key}:" in lines[0]
+    assert words in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_every_problem_is_listed(tmp_path: Path) -> None:
+    path = write(tmp_path, '[agent]\ninterval = "1 fortnight"\n[carbon]\npue = 0.5\n')
+    lines = check(path).stderr.strip().splitlines()
+    assert len(lines) == 2
+    assert any("agent.interval" in line for line in lines)
+    assert any("carbon.pue" in line for line in lines)
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "not-toml"])
+def test_unreadable_file_exits_2(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "carbonscope.toml"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "not-toml":
+        path.write_text("[agent\ninterval = \n")
+    result = check(path)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"carbonscope: {path}:")
+    assert "Traceback" not in result.stderr
+
+
+def test_permission_denied_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "[agent]\n")
+    if os.geteuid() != 0:
+        path.chmod(0)
+        result = check(path)
+        assert result.returncode == 2
+        assert result.stderr.strip() == f"carbonscope: {path}: permission denied"
+        return
+    # root reads any file whatever its mode: make the open fail the way it fails for a user
+    real_open = Path.open
+
+    def denied(self: Path, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "open", denied)
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(path, env={}, euid=0)
+    assert excinfo.value.problems == [f"{path}: permission denied"]
+
+
+def test_unknown_env_key_names_the_variable(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+    result = check(path, {"CARBONSCOPE_AGENT__INTERVALL": "2s"})
+    assert result.returncode == 2
+    assert "environment CARBONSCOPE_AGENT__INTERVALL: agent.intervall: unknown key" in result.stderr
+
+
+def test_precedence_defaults_file_env_flags(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, '[agent]\ninterval = "2s"\nlisten = "127.0.0.1:1"\n[carbon]\npue = 1.1\n'
+    )
+    env = {"CARBONSCOPE_AGENT__INTERVAL": "3s", "CARBONSCOPE_CARBON__PUE": "1.3"}
+    loaded = load_config(path, env=env, flags={"agent.interval": 0.5}, euid=1000)
+    assert loaded.config.agent.interval == 0.5  # flag
+    assert loaded.config.carbon.pue == 1.3  # env over file
+    assert loaded.config.agent.listen == "127.0.0.1:1"  # file over default
+    assert loaded.config.agent.sysfs_root == Path("/sys")  # default
+
+
+def test_config_file_search_order(tmp_path: Path) -> None:
+    system = write(tmp_path, '[carbon]\nlocation = "DE"\n')
+    from_env = tmp_path / "env.toml"
+    from_env.write_text('[carbon]\nlocation = "FR"\n')
+    assert load_config(env={}, system_path=system, euid=1000).config.carbon.location == "DE"
+    assert (
+        load_config(env={"CARBONSCOPE_CONFIG": str(from_env)}, system_path=system, euid=1000).path
+        == from_env
+    )
+    assert load_config(env={}, system_path=tmp_path / "absent.toml", euid=1000).path is None
+
+
+def test_state_dir_and_socket_defaults(tmp_path: Path) -> None:
+    as_root = load_config(env={}, system_path=tmp_path / "x", euid=0)
+    assert as_root.state_dir == Path("/var/lib/carbonscope")
+    assert as_root.jobs_socket == Path("/run/carbonscope/jobs.sock")
+    user = load_config(
+        env={"XDG_STATE_HOME": "/home/u/.state", "XDG_RUNTIME_DIR": "/run/user/1000"},
+        system_path=tmp_path / "x",
+        euid=1000,
+    )
+    assert user.state_dir == Path("/home/u/.state/carbonscope")
+    assert user.jobs_socket == Path("/run/user/1000/carbonscope/jobs.sock")
