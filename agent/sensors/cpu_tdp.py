@@ -3,8 +3,9 @@
 Matching: the model name is normalised (trademarks, "CPU", "Processor", clock speed and core
 count dropped, lower case). An exact normalised match wins. Otherwise the candidates are the
 table rows that contain every model-number token of the CPU (tokens with a digit, like
-"6126" or "i7-8700k"), ranked by rapidfuzz's token-set ratio (then token-sort ratio). A name without any model number
-("Intel Xeon Processor", common in VMs) identifies no CPU and matches nothing.
+"6126", "i7-8700k"), ranked by rapidfuzz token-set ratio, then token-sort ratio. A name
+without any model number ("Intel Xeon Processor", common in VMs) identifies no CPU and
+matches nothing.
 """
 
 from __future__ import annotations
@@ -83,7 +84,10 @@ def lookup_tdp(cpu_model: str, table_path: Path | None = None) -> TdpMatch | Non
     for original, normalised, tdp in table:
         if not tokens <= set(normalised.split()):
             continue
-        score = (fuzz.token_set_ratio(wanted, normalised), fuzz.token_sort_ratio(wanted, normalised))
+        score = (
+            fuzz.token_set_ratio(wanted, normalised),
+            fuzz.token_sort_ratio(wanted, normalised),
+        )
         if score[0] >= _MIN_SCORE and (best is None or score > best[0]):
             best = (score, original, tdp)
     return TdpMatch(best[1], best[2], exact=False) if best else None

@@ -1,0 +1,98 @@
+"""Runs the real `carbonscope run` as a subprocess and scrapes it over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+Labels = tuple[tuple[str, str], ...]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def parse(text: str) -> dict[tuple[str, Labels], float]:
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+class Daemon:
+    def __init__(
+        self, args: list[str], env: dict[str, str] | None = None, log: Path | None = None
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log_path = log
+        self._log = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "agent", "run", "--listen", f"127.0.0.1:{self.port}", *args],
+            env={**os.environ, **(env or {})},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def log_text(self) -> str:
+        return self._log_path.read_text() if self._log_path else ""
+
+    def get(self, path: str = "/metrics") -> str:
+        with urllib.request.urlopen(self.url + path, timeout=5) as response:
+            return str(response.read().decode())
+
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"daemon exited with {self.process.returncode}:\n{self.log_text()}"
+                )
+            try:
+                self.get("/healthz")
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"daemon not ready after {timeout_s}s:\n{self.log_text()}")
+
+    def scrape(self) -> dict[tuple[str, Labels], float]:
+        return parse(self.get())
+
+    def wait_for(
+        self, condition: Callable[[dict[tuple[str, Labels], float]], bool], timeout_s: float = 15.0
+    ) -> dict[tuple[str, Labels], float]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            samples = self.scrape()
+            if condition(samples):
+                return samples
+            time.sleep(0.05)
+        raise AssertionError(f"condition not met in {timeout_s}s; last scrape: {samples}")
+
+    def samples_after(self, count: int) -> dict[tuple[str, Labels], float]:
+        """A scrape taken once `count` more samples have completed than now."""
+        start = self.scrape()[("carbonscope_samples_total", ())]
+        return self.wait_for(lambda s: s[("carbonscope_samples_total", ())] >= start + count)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout=timeout_s)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+            if self._log is not subprocess.DEVNULL:
+                self._log.close()  # type: ignore[union-attr]

@@ -1,0 +1,173 @@
+"""`carbonscope run` as a real subprocess: exact joules and emissions, promtool, sd_notify, signals."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.accounting.energy import UJ_PER_KWH
+from agent.carbon.offline_data import OfflineIntensityData
+from tests.conftest import require_tool
+from tests.daemon import Daemon
+from tests.fakes.powercap import two_socket_server
+
+pytestmark = pytest.mark.e2e
+
+NODE = ("carbonscope_node_energy_joules_total", ())
+
+
+def energy_key(
+    component: str, device: str, source: str = "rapl"
+) -> tuple[str, tuple[tuple[str, str], ...]]:
+    labels = (("component", component), ("device", device), ("source", source))
+    return ("carbonscope_energy_joules_total", labels)
+
+
+def emissions_key(method: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return ("carbonscope_emissions_grams_total", (("method", method),))
+
+
+def test_exact_joules_and_emissions_from_a_fake_rapl_tree(tmp_path: Path) -> None:
+    sysfs = tmp_path / "sys"
+    tree = two_socket_server(sysfs, with_psys=False)
+    config = tmp_path / "carbonscope.toml"
+    config.write_text(
+        '[agent]\ninterval = "100ms"\n[carbon]\nlocation = "FR"\npue = 1.5\nmarket_factor = 100\n'
+    )
+    daemon = Daemon(
+        ["--config", str(config), "--sysfs-root", str(sysfs)], log=tmp_path / "daemon.log"
+    )
+    try:
+        daemon.wait_ready()
+        before = daemon.samples_after(1)
+        injected = {
+            "intel-rapl:0": 123_456_789,
+            "intel-rapl:0:0": 23_456_789,
+            "intel-rapl:0:1": 99_000_000,
+            "intel-rapl:1": 98_765_432,
+            "intel-rapl:1:0": 8_765_432,
+            "intel-rapl-mmio:0": 123_456_789,
+        }
+        for _ in range(3):
+            for zone, delta in injected.items():
+                tree.zones[zone].advance(delta)
+            time.sleep(0.15)
+        after = daemon.samples_after(2)
+
+        def gained(key: tuple[str, tuple[tuple[str, str], ...]]) -> float:
+            return after[key] - before[key]
+
+        assert gained(energy_key("cpu", "package-0")) == pytest.approx(3 * 123.456789, abs=1e-9)
+        assert gained(energy_key("dram", "dram-0")) == pytest.approx(3 * 23.456789, abs=1e-9)
+        assert gained(energy_key("cpu", "package-1")) == pytest.approx(3 * 98.765432, abs=1e-9)
+        assert gained(energy_key("dram", "dram-1")) == pytest.approx(3 * 8.765432, abs=1e-9)
+        node_uj = 3 * (123_456_789 + 23_456_789 + 98_765_432 + 8_765_432)  # no core, no mmio
+        assert gained(NODE) == pytest.approx(node_uj / 1e6, abs=1e-9)
+        france = OfflineIntensityData().lookup("FR").intensity_g_per_kwh
+        assert gained(emissions_key("location")) == pytest.approx(
+            node_uj / UJ_PER_KWH * 1.5 * france, rel=1e-9
+        )
+        assert gained(emissions_key("market")) == pytest.approx(
+            node_uj / UJ_PER_KWH * 1.5 * 100, rel=1e-9
+        )
+        grid = (
+            "carbonscope_grid_intensity_grams_per_kwh",
+            (("location", "FR"), ("provider", "static"), ("signal", "average")),
+        )
+        assert after[grid] == france
+        assert after[("carbonscope_pue_ratio", ())] == 1.5
+
+        promtool = require_tool("promtool")
+        exposition = daemon.get().encode()
+        lint = subprocess.run(
+            [promtool, "check", "metrics"], input=exposition, capture_output=True, timeout=30
+        )
+        assert lint.returncode == 0, lint.stdout.decode() + lint.stderr.decode()
+    finally:
+        assert daemon.stop() == 0, daemon.log_text()
+
+
+def test_default_config_on_a_machine_without_rapl_serves_the_model(tmp_path: Path) -> None:
+    """What `make run` shows on a VM: modelled CPU/DRAM power, node energy and emissions."""
+    empty_sysfs = tmp_path / "sys"
+    empty_sysfs.mkdir()
+    daemon = Daemon(
+        ["--sysfs-root", str(empty_sysfs), "--interval", "100ms"],
+        env={"CARBONSCOPE_CONFIG": ""},
+        log=tmp_path / "daemon.log",
+    )
+    try:
+        daemon.wait_ready()
+        samples = daemon.wait_for(lambda s: s.get(NODE, 0) > 0)
+        power = {
+            dict(labels)["component"]: value
+            for (name, labels), value in samples.items()
+            if name == "carbonscope_power_watts"
+        }
+        assert set(power) == {"cpu", "dram"}
+        assert all(
+            dict(labels)["source"] == "model"
+            for (name, labels) in samples
+            if name == "carbonscope_power_watts"
+        )
+        assert power["cpu"] > 0 and power["dram"] > 0
+        assert samples[emissions_key("location")] > 0
+        rapl = (
+            "carbonscope_source_status",
+            (("device", "all"), ("source", "rapl"), ("status", "not_present")),
+        )
+        assert samples[rapl] == 1
+    finally:
+        assert daemon.stop(signal.SIGINT) == 0, daemon.log_text()
+
+
+def test_sd_notify_ready_watchdog_stopping(tmp_path: Path) -> None:
+    sysfs = tmp_path / "sys"
+    two_socket_server(sysfs)
+    notify_path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(notify_path))
+        listener.settimeout(20)
+        daemon = Daemon(
+            ["--sysfs-root", str(sysfs), "--interval", "100ms"],
+            env={
+                "NOTIFY_SOCKET": str(notify_path),
+                "WATCHDOG_USEC": "600000",
+                "CARBONSCOPE_CONFIG": "",
+            },
+            log=tmp_path / "daemon.log",
+        )
+        try:
+            messages: list[str] = []
+            while sum("WATCHDOG=1" in m for m in messages) < 2:
+                messages.append(listener.recv(4096).decode())
+            assert "READY=1" in messages[0].splitlines()
+            assert any(line.startswith("STATUS=") for line in messages[0].splitlines())
+            assert daemon.stop() == 0, daemon.log_text()
+            rest = []
+            while not any("STOPPING=1" in m for m in rest):
+                rest.append(listener.recv(4096).decode())
+        finally:
+            daemon.stop()
+
+
+def test_listen_failure_is_a_one_line_runtime_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            ["carbonscope", "run", "--listen", f"127.0.0.1:{port}", "--sysfs-root", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": str(Path(__import__("sys").executable).parent)},
+        )
+    assert result.returncode == 1
+    assert f"carbonscope: error: cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr

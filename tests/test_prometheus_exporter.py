@@ -1,0 +1,66 @@
+"""The /metrics exposition: the whole output diffed against a golden file, and promtool-clean."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from agent.sensors.base import SensorRoots
+from agent.sensors.rapl import RaplSensor
+from exporters.prometheus import render
+from tests.conftest import MonitorFactory, require_tool
+from tests.fakes.clock import ManualClock
+from tests.fakes.intensity import SettableIntensity
+from tests.fakes.powercap import two_socket_server
+
+GOLDEN = Path(__file__).parent / "golden/two_socket_server.metrics"
+
+
+def two_socket_exposition(sysfs: Path, make_monitor: MonitorFactory, clock: ManualClock) -> bytes:
+    tree = two_socket_server(sysfs)
+    monitor = make_monitor(
+        RaplSensor(SensorRoots(sysfs=sysfs)),
+        intensity=SettableIntensity(56.0),
+        pue=1.2,
+        market_factor=10.0,
+    )
+    monitor.sample()
+    for zone, delta in {
+        "intel-rapl:0": 150,
+        "intel-rapl:0:0": 20,
+        "intel-rapl:1": 140,
+        "intel-rapl:1:0": 18,
+        "intel-rapl:2": 360,
+    }.items():
+        tree.zones[zone].advance(delta * 1_000_000)
+    clock.advance(1.0)
+    return render(monitor.sample())
+
+
+def test_whole_exposition_matches_golden(
+    sysfs: Path, make_monitor: MonitorFactory, clock: ManualClock
+) -> None:
+    text = two_socket_exposition(sysfs, make_monitor, clock).decode()
+    if os.environ.get("CARBONSCOPE_UPDATE_GOLDEN"):
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text()
+
+
+def test_exposition_passes_promtool(
+    sysfs: Path, make_monitor: MonitorFactory, clock: ManualClock
+) -> None:
+    promtool = require_tool("promtool")
+    exposition = two_socket_exposition(sysfs, make_monitor, clock)
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=exposition, capture_output=True, timeout=30
+    )
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+
+
+def test_no_reserved_or_host_labels(
+    sysfs: Path, make_monitor: MonitorFactory, clock: ManualClock
+) -> None:
+    text = two_socket_exposition(sysfs, make_monitor, clock).decode()
+    for reserved in ('job="', 'instance="', 'hostname="', 'host="'):
+        assert reserved not in text
