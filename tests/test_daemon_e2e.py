@@ -1,4 +1,4 @@
-"""`carbonscope run` as a real subprocess: exact joules and emissions, promtool, sd_notify, signals."""
+"""`carbonscope run` as a subprocess: exact joules and emissions, promtool, sd_notify, signals."""
 
 from __future__ import annotations
 
