@@ -17,14 +17,18 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/carbonscope run $(ARGS)
 
-## test-tools: system tools the suite drives for real (promtool, prometheus, gcc)
+## test-tools: system tools the suite drives for real (Debian packages, installed when root)
+TEST_TOOLS := promtool:prometheus prometheus:prometheus systemd-analyze:systemd setpriv:util-linux
 test-tools:
-	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then \
+	@missing=""; for pair in $(TEST_TOOLS); do \
+		command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			echo "installing Debian's prometheus package (promtool + server) for the tests"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+			echo "installing Debian packages for the tests:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 		else \
-			echo "prometheus/promtool missing and not root: run 'sudo apt-get install prometheus'" >&2; \
+			echo "missing tools, not root: run 'sudo apt-get install$$missing'" >&2; \
 		fi; \
 	fi
 

@@ -1,0 +1,124 @@
+"""carbonscope benchmarks: what one sample, one render and one scrape cost, and daemon memory.
+
+Run with `make bench`. Targets (docs/architecture.md): a sample well under 1 ms per zone,
+a scrape that does no work beyond sending bytes, and a resident set under 100 MiB.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agent.accounting.monitor import CarbonSettings, Monitor  # noqa: E402
+from agent.carbon.intensity import StaticIntensityProvider  # noqa: E402
+from agent.carbon.location import ResolvedLocation  # noqa: E402
+from agent.sensors.base import SensorRoots  # noqa: E402
+from agent.sensors.rapl import RaplSensor  # noqa: E402
+from exporters.prometheus import render  # noqa: E402
+from tests.daemon import Daemon  # noqa: E402
+from tests.fakes.powercap import FakePowercap  # noqa: E402
+
+
+def timed(fn: Callable[[], object], repeat: int) -> list[float]:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def server_tree(sysfs: Path, sockets: int) -> FakePowercap:
+    tree = FakePowercap(sysfs)
+    for socket in range(sockets):
+        tree.add_zone((socket,), f"package-{socket}", 1000)
+        tree.add_zone((socket, 0), "dram", 1000)
+    tree.add_zone((sockets,), "psys", 1000)
+    return tree
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    rows: list[tuple[str, str, str, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for sockets in (2, 8):
+            sysfs = Path(tmp) / f"sys{sockets}"
+            server_tree(sysfs, sockets)
+            sensor = RaplSensor(SensorRoots(sysfs=sysfs))
+            monitor = Monitor(
+                [(sensor, sensor.discover())],
+                StaticIntensityProvider(ResolvedLocation("FR", "config", "")),
+                CarbonSettings(1.2, None),
+                interval_s=1.0,
+                version="bench",
+            )
+            zones = 2 * sockets + 1
+            sample = timed(monitor.sample, 2000)
+            snapshot = monitor.sample()
+            rendering = timed(lambda snapshot=snapshot: render(snapshot), 2000)
+            rows.append(
+                (
+                    f"sample ({zones} RAPL zones)",
+                    f"{statistics.median(sample) * 1e6:.0f} us",
+                    f"{statistics.quantiles(sample, n=100)[98] * 1e6:.0f} us",
+                    "2000",
+                )
+            )
+            rows.append(
+                (
+                    f"render /metrics ({zones} zones)",
+                    f"{statistics.median(rendering) * 1e6:.0f} us",
+                    f"{statistics.quantiles(rendering, n=100)[98] * 1e6:.0f} us",
+                    "2000",
+                )
+            )
+
+        sysfs = Path(tmp) / "daemon-sys"
+        server_tree(sysfs, 2)
+        daemon = Daemon(
+            ["--sysfs-root", str(sysfs), "--interval", "100ms"], env={"CARBONSCOPE_CONFIG": ""}
+        )
+        try:
+            daemon.wait_ready()
+            daemon.samples_after(20)
+            scrape = timed(
+                lambda: urllib.request.urlopen(daemon.url + "/metrics", timeout=5).read(), 500
+            )
+            rows.append(
+                (
+                    "scrape over HTTP (5 zones)",
+                    f"{statistics.median(scrape) * 1e6:.0f} us",
+                    f"{statistics.quantiles(scrape, n=100)[98] * 1e6:.0f} us",
+                    "500",
+                )
+            )
+            rows.append(
+                ("daemon RSS after warm-up", f"{rss_mib(daemon.process.pid):.1f} MiB", "-", "-")
+            )
+        finally:
+            daemon.stop()
+
+    header = ("benchmark", "median", "p99", "runs")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+    line = "  ".join("{:<%d}" % w for w in widths)
+    print(line.format(*header))
+    print(line.format(*("-" * w for w in widths)))
+    for row in rows:
+        print(line.format(*row))
+
+
+if __name__ == "__main__":
+    main()

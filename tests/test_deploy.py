@@ -1,0 +1,55 @@
+"""The shipped systemd unit: valid offline, and hardened (systemd-analyze security score)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import require_tool
+
+UNIT = Path(__file__).parents[1] / "deploy/systemd/carbonscope.service"
+MAX_EXPOSURE_X10 = 25  # "2.5 OK" at worst; the unit scores about 1.9
+
+
+def installed_unit(tmp_path: Path) -> Path:
+    """The unit as installed, pointing at this checkout's carbonscope (verify checks ExecStart)."""
+    executable = shutil.which("carbonscope", path=str(Path(sys.executable).parent))
+    assert executable is not None
+    unit = tmp_path / "carbonscope.service"
+    unit.write_text(UNIT.read_text().replace("/usr/local/bin/carbonscope", executable))
+    return unit
+
+
+def test_unit_verifies_without_warnings(tmp_path: Path) -> None:
+    analyze = require_tool("systemd-analyze")
+    result = subprocess.run(
+        [analyze, "verify", str(installed_unit(tmp_path))], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == ""  # unknown keys only warn: a warning is a failure here
+
+
+def test_unit_is_hardened(tmp_path: Path) -> None:
+    analyze = require_tool("systemd-analyze")
+    result = subprocess.run(
+        [
+            analyze,
+            "security",
+            "--offline=yes",
+            f"--threshold={MAX_EXPOSURE_X10}",
+            str(installed_unit(tmp_path)),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    assert "Overall exposure level" in result.stdout
+
+
+def test_unit_is_a_notify_service_with_a_watchdog() -> None:
+    text = UNIT.read_text()
+    assert "Type=notify" in text
+    assert "WatchdogSec=" in text
+    assert "ExecStart=/usr/local/bin/carbonscope run" in text
