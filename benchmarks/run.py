@@ -16,14 +16,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.accounting.monitor import CarbonSettings, Monitor  # noqa: E402
-from agent.carbon.intensity import StaticIntensityProvider  # noqa: E402
-from agent.carbon.location import ResolvedLocation  # noqa: E402
-from agent.sensors.base import SensorRoots  # noqa: E402
-from agent.sensors.rapl import RaplSensor  # noqa: E402
-from exporters.prometheus import render  # noqa: E402
-from tests.daemon import Daemon  # noqa: E402
-from tests.fakes.powercap import FakePowercap  # noqa: E402
+from agent.accounting.monitor import CarbonSettings, Monitor
+from agent.carbon.intensity import StaticIntensityProvider
+from agent.carbon.location import ResolvedLocation
+from agent.sensors.base import SensorRoots
+from agent.sensors.rapl import RaplSensor
+from exporters.prometheus import render
+from tests.daemon import Daemon
+from tests.fakes.powercap import FakePowercap
 
 
 def timed(fn: Callable[[], object], repeat: int) -> list[float]:
@@ -113,7 +113,7 @@ def main() -> None:
 
     header = ("benchmark", "median", "p99", "runs")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
-    line = "  ".join("{:<%d}" % w for w in widths)
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
     print(line.format(*header))
     print(line.format(*("-" * w for w in widths)))
     for row in rows:
