@@ -1,0 +1,69 @@
+"""`carbonscope probe`: every source looked for, its status and reason, one reading, exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.fakes.powercap import two_socket_server
+from tests.fakes.procfs import make_procfs
+
+
+def probe(*args: str) -> tuple[int, str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "agent", "probe", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CARBONSCOPE_CONFIG": "", "CARBONSCOPE_CARBON__LOCATION": "DE"},
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.returncode, result.stdout
+
+
+def rows_by_device(report: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    return {(r["source"], r["component"], r["device"]): r for r in report["sources"]}
+
+
+def test_probe_json_on_a_two_socket_server(tmp_path: Path) -> None:
+    two_socket_server(tmp_path / "sys")
+    procfs = make_procfs(tmp_path / "proc")
+    code, out = probe("--json", "--sysfs-root", str(tmp_path / "sys"), "--procfs-root", str(procfs.root))
+    assert code == 0
+    report = json.loads(out)
+    rows = rows_by_device(report)
+    psys = rows[("rapl", "platform", "psys")]
+    assert psys["status"] == "ok" and psys["used"] is True
+    assert rows[("rapl", "cpu", "package-1")]["status"] == "ok"
+    # the model is looked at too, but psys covers cpu and dram: not used
+    assert rows[("model", "cpu", "host")]["used"] is False
+    assert any("intel-rapl-mmio ignored" in line for line in report["details"]["rapl"])
+    assert report["carbon"]["location"] == "DE"
+    assert report["carbon"]["resolved_by"] == "config"
+
+
+def test_probe_table_on_a_vm_says_why_rapl_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "sys").mkdir()
+    procfs = make_procfs(tmp_path / "proc", virtualised=True)
+    code, out = probe("--sysfs-root", str(tmp_path / "sys"), "--procfs-root", str(procfs.root))
+    assert code == 0  # the model works
+    assert "not_present" in out
+    assert "powercap" in out
+    assert "model" in out and "W" in out
+    assert "gCO2e/kWh" in out
+
+
+def test_probe_exits_1_when_nothing_works(tmp_path: Path) -> None:
+    (tmp_path / "sys").mkdir()
+    (tmp_path / "proc").mkdir()  # no /proc/stat: the model cannot work either
+    code, out = probe("--json", "--sysfs-root", str(tmp_path / "sys"), "--procfs-root", str(tmp_path / "proc"))
+    assert code == 1
+    report = json.loads(out)
+    assert report["ok"] is False
+    statuses = {(r["source"], r["status"]) for r in report["sources"]}
+    assert ("rapl", "not_present") in statuses
+    assert ("model", "error") in statuses
