@@ -118,6 +118,23 @@ def probe(
                 row.reason,
             )
         console.print(table)
+        if result.gpus:
+            gpu_table = Table(title="GPUs")
+            for column in ("device", "model", "uuid", "energy", "power", "limit", "MIG"):
+                gpu_table.add_column(column, overflow="fold")
+            power_of = {row.device: row.power_watts for row in result.rows if row.source == "nvml"}
+            for gpu in result.gpus:
+                gpu_power = power_of.get(gpu.device)
+                gpu_table.add_row(
+                    gpu.device,
+                    gpu.model,
+                    gpu.uuid,
+                    gpu.energy_method,
+                    f"{gpu_power:.1f} W" if gpu_power is not None else "-",
+                    f"{gpu.power_limit_w:.0f} W" if gpu.power_limit_w is not None else "-",
+                    str(len(gpu.mig_instances)) if gpu.mig_instances else "off",
+                )
+            console.print(gpu_table)
         for source, lines in result.details.items():
             for line in lines:
                 console.print(f"[dim]{source}:[/dim] {line}")

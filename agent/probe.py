@@ -12,8 +12,9 @@ from agent.accounting.monitor import CarbonSettings, Monitor
 from agent.carbon.intensity import IntensityValue, StaticIntensityProvider
 from agent.carbon.location import resolve_location
 from agent.config.schema import Config
-from agent.sensors.base import Discovery, Sensor, SensorRoots, SourceStatus
+from agent.sensors.base import Discovery, GpuDetails, Sensor, SensorRoots, SourceStatus
 from agent.sensors.model import ModelSensor
+from agent.sensors.nvml import NvmlSensor
 from agent.sensors.rapl import RaplSensor
 from agent.sensors.registry import select_sensors
 
@@ -34,6 +35,7 @@ class ProbeRow:
 @dataclass(frozen=True)
 class ProbeResult:
     rows: list[ProbeRow]
+    gpus: list[GpuDetails]
     details: dict[str, list[str]]
     intensity: IntensityValue
     pue: float
@@ -45,6 +47,7 @@ class ProbeResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "sources": [asdict(row) for row in self.rows],
+            "gpus": [asdict(gpu) for gpu in self.gpus],
             "details": self.details,
             "carbon": {**asdict(self.intensity), "pue": self.pue},
             "ok": self.any_working,
@@ -58,7 +61,11 @@ def run_probe(
     roots = SensorRoots(config.agent.sysfs_root, config.agent.procfs_root)
     used = {key for item in select_sensors(config.sensors, roots) for key in item.discovery.devices}
     # Look at every source, used or not, without dropping failing devices.
-    candidates: list[Sensor] = [RaplSensor(roots), ModelSensor(roots, config.sensors.model)]
+    candidates: list[Sensor] = [
+        RaplSensor(roots),
+        NvmlSensor(),
+        ModelSensor(roots, config.sensors.model),
+    ]
     sensors: list[tuple[Sensor, Discovery]] = [(sensor, sensor.discover()) for sensor in candidates]
     provider = StaticIntensityProvider(resolve_location(config.carbon.location, env))
     monitor = Monitor(
@@ -104,4 +111,4 @@ def run_probe(
     details = {
         sensor.name: list(discovery.details) for sensor, discovery in sensors if discovery.details
     }
-    return ProbeResult(rows, details, snapshot.intensity, config.carbon.pue)
+    return ProbeResult(rows, list(snapshot.gpus), details, snapshot.intensity, config.carbon.pue)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from agent.accounting.monitor import CarbonSettings, Monitor
 from agent.sensors.base import Sensor
 from tests.fakes.clock import ManualClock
 from tests.fakes.intensity import SettableIntensity
+from tests.fakes.nvml import FakeNvml, build_library
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -61,3 +63,20 @@ def sysfs(tmp_path: Path) -> Path:
     root = tmp_path / "sys"
     root.mkdir()
     return root
+
+
+@pytest.fixture(scope="session")
+def nvml_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fake libnvidia-ml.so.1, compiled once per test run."""
+    require_tool("gcc")
+    return build_library(tmp_path_factory.mktemp("fake-nvml")).parent
+
+
+@pytest.fixture
+def fake_nvml(nvml_library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeNvml:
+    """A fake NVML loaded into this process: the real pynvml binding calls into it."""
+    ctypes.CDLL(str(nvml_library / "libnvidia-ml.so.1"), mode=ctypes.RTLD_GLOBAL)
+    fake = FakeNvml(nvml_library, tmp_path / "nvml.state")
+    fake.write()
+    monkeypatch.setenv("CARBONSCOPE_FAKE_NVML_STATE", str(fake.state_path))
+    return fake

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -10,7 +12,7 @@ from agent.config.schema import ModelSensorSection, SensorsSection
 from agent.sensors.base import Component, PowerReading, SensorRoots, read_sysfs_text
 from agent.sensors.cpu_tdp import lookup_tdp, normalise_cpu_name
 from agent.sensors.model import CPU_KEY, DRAM_KEY, ModelSensor, curve_fraction
-from agent.sensors.registry import select_sensors
+from agent.sensors.registry import SelectedSensor, select_sensors
 from tests.conftest import MonitorFactory
 from tests.fakes.clock import ManualClock
 from tests.fakes.powercap import FakePowercap, two_socket_server
@@ -80,7 +82,17 @@ def roots(sysfs: Path, procfs: Path) -> SensorRoots:
     return SensorRoots(sysfs=sysfs, procfs=procfs)
 
 
-def used(selection: list) -> dict[str, list[str]]:  # type: ignore[type-arg]
+def no_nvidia_driver() -> ModuleType:
+    raise ImportError("tests of the selection rule do not look at the host's GPUs")
+
+
+def select(
+    settings: SensorsSection, sensor_roots: SensorRoots, **kwargs: Any
+) -> list[SelectedSensor]:
+    return select_sensors(settings, sensor_roots, load_nvml=no_nvidia_driver, **kwargs)
+
+
+def used(selection: list[SelectedSensor]) -> dict[str, list[str]]:
     return {
         item.sensor.name: sorted(f"{k.component}/{k.device}" for k in item.discovery.devices)
         for item in selection
@@ -89,8 +101,9 @@ def used(selection: list) -> dict[str, list[str]]:  # type: ignore[type-arg]
 
 def test_auto_on_a_vm_models_cpu_and_dram(sysfs: Path, tmp_path: Path) -> None:
     procfs = make_procfs(tmp_path / "proc", virtualised=True)
-    assert used(select_sensors(SensorsSection(), roots(sysfs, procfs.root))) == {
+    assert used(select(SensorsSection(), roots(sysfs, procfs.root))) == {
         "rapl": [],
+        "nvml": [],
         "model": ["cpu/host", "dram/host"],
     }
 
@@ -98,8 +111,9 @@ def test_auto_on_a_vm_models_cpu_and_dram(sysfs: Path, tmp_path: Path) -> None:
 def test_auto_models_only_what_rapl_does_not_measure(sysfs: Path, tmp_path: Path) -> None:
     procfs = make_procfs(tmp_path / "proc")
     FakePowercap(sysfs).add_zone((0,), "package-0")  # AMD-like: no dram zone
-    assert used(select_sensors(SensorsSection(), roots(sysfs, procfs.root))) == {
+    assert used(select(SensorsSection(), roots(sysfs, procfs.root))) == {
         "rapl": ["cpu/package-0"],
+        "nvml": [],
         "model": ["dram/host"],
     }
 
@@ -107,7 +121,7 @@ def test_auto_models_only_what_rapl_does_not_measure(sysfs: Path, tmp_path: Path
 def test_auto_with_psys_needs_no_model(sysfs: Path, tmp_path: Path) -> None:
     procfs = make_procfs(tmp_path / "proc")
     two_socket_server(sysfs)
-    assert list(used(select_sensors(SensorsSection(), roots(sysfs, procfs.root)))) == ["rapl"]
+    assert list(used(select(SensorsSection(), roots(sysfs, procfs.root)))) == ["rapl", "nvml"]
 
 
 def test_auto_replaces_unreadable_rapl_with_the_model(sysfs: Path, tmp_path: Path) -> None:
@@ -119,14 +133,14 @@ def test_auto_replaces_unreadable_rapl_with_the_model(sysfs: Path, tmp_path: Pat
             raise PermissionError(13, "Permission denied", str(path))
         return read_sysfs_text(path)
 
-    selection = select_sensors(SensorsSection(), roots(sysfs, procfs.root), opener=root_only)
+    selection = select(SensorsSection(), roots(sysfs, procfs.root), opener=root_only)
     # rapl stays listed (its statuses say permission_denied) but accounts nothing: no double count
-    assert used(selection) == {"rapl": [], "model": ["cpu/host", "dram/host"]}
+    assert used(selection) == {"rapl": [], "nvml": [], "model": ["cpu/host", "dram/host"]}
 
 
 def test_explicit_rapl_only_keeps_failing_devices_visible(sysfs: Path, tmp_path: Path) -> None:
     procfs = make_procfs(tmp_path / "proc")
     FakePowercap(sysfs).add_zone((0,), "package-0")
-    selection = select_sensors(SensorsSection(enable=["rapl"]), roots(sysfs, procfs.root))
+    selection = select(SensorsSection(enable=["rapl"]), roots(sysfs, procfs.root))
     assert used(selection) == {"rapl": ["cpu/package-0"]}
     assert Component.DRAM not in {k.component for i in selection for k in i.discovery.devices}

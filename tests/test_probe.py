@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.fakes.nvml import NOT_SUPPORTED, FakeGpu, FakeNvml
 from tests.fakes.powercap import two_socket_server
 from tests.fakes.procfs import make_procfs
 
@@ -32,7 +33,9 @@ def rows_by_device(report: dict[str, Any]) -> dict[tuple[str, str, str], dict[st
 def test_probe_json_on_a_two_socket_server(tmp_path: Path) -> None:
     two_socket_server(tmp_path / "sys")
     procfs = make_procfs(tmp_path / "proc")
-    code, out = probe("--json", "--sysfs-root", str(tmp_path / "sys"), "--procfs-root", str(procfs.root))
+    code, out = probe(
+        "--json", "--sysfs-root", str(tmp_path / "sys"), "--procfs-root", str(procfs.root)
+    )
     assert code == 0
     report = json.loads(out)
     rows = rows_by_device(report)
@@ -60,10 +63,52 @@ def test_probe_table_on_a_vm_says_why_rapl_is_missing(tmp_path: Path) -> None:
 def test_probe_exits_1_when_nothing_works(tmp_path: Path) -> None:
     (tmp_path / "sys").mkdir()
     (tmp_path / "proc").mkdir()  # no /proc/stat: the model cannot work either
-    code, out = probe("--json", "--sysfs-root", str(tmp_path / "sys"), "--procfs-root", str(tmp_path / "proc"))
+    code, out = probe(
+        "--json", "--sysfs-root", str(tmp_path / "sys"), "--procfs-root", str(tmp_path / "proc")
+    )
     assert code == 1
     report = json.loads(out)
     assert report["ok"] is False
     statuses = {(r["source"], r["status"]) for r in report["sources"]}
     assert ("rapl", "not_present") in statuses
     assert ("model", "error") in statuses
+
+
+def test_probe_lists_each_gpu_with_name_uuid_method_power_status(
+    nvml_library: Path, tmp_path: Path
+) -> None:
+    fake = FakeNvml(
+        nvml_library,
+        tmp_path / "nvml.state",
+        gpus=[
+            FakeGpu(uuid="GPU-11111111-2222-3333-4444-555555555555", energy_mj=1, power_mw=280_000),
+            FakeGpu(power_mw=95_000, errors={"nvmlDeviceGetTotalEnergyConsumption": NOT_SUPPORTED}),
+        ],
+    )
+    fake.write()
+    (tmp_path / "sys").mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "agent", "probe", "--sysfs-root", str(tmp_path / "sys")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CARBONSCOPE_CONFIG": "", **fake.env},
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "GPU-11111111-2222-3333-4444-555555555555" in out
+    assert "NVIDIA H100" in out
+    assert "counter" in out and "integrated" in out
+    assert "95.0 W" in out  # the integrated GPU's power over the probe window
+    json_out = subprocess.run(
+        [sys.executable, "-m", "agent", "probe", "--json", "--sysfs-root", str(tmp_path / "sys")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CARBONSCOPE_CONFIG": "", **fake.env},
+    ).stdout
+    report = json.loads(json_out)
+    gpus = {g["device"]: g for g in report["gpus"]}
+    assert gpus["gpu1"]["energy_method"] == "integrated"
+    rows = rows_by_device(report)
+    assert rows[("nvml", "gpu", "gpu0")]["status"] == "ok"

@@ -26,7 +26,7 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     tree = two_socket_server(sysfs)
     process = Daemon(
         ["--sysfs-root", str(sysfs), "--interval", "200ms"],
-        env={"CARBONSCOPE_CONFIG": ""},
+        env={"CARBONSCOPE_CONFIG": "", "CARBONSCOPE_SENSORS__ENABLE": "rapl"},
         log=tmp_path / "daemon.log",
     )
     process.wait_ready()

@@ -122,7 +122,10 @@ class Monitor:
                     )
                 )
             results.append(
-                (sensor, SensorRead(result.readings, discovery.statuses + result.statuses))
+                (
+                    sensor,
+                    SensorRead(result.readings, discovery.statuses + result.statuses, result.gpus),
+                )
             )
         return results
 
@@ -186,11 +189,13 @@ class Monitor:
             for key in self._devices
         )
         statuses = tuple(status for _sensor, result in results for status in result.statuses)
+        gpus = tuple(gpu for _sensor, result in results for gpu in result.gpus)
         return Snapshot(
             version=self._version,
             taken_at_unix_s=self._wall_clock_s(),
             devices=devices,
             statuses=statuses,
+            gpus=gpus,
             node_energy_uj=self._node_uj,
             node_power_w=node_delta_uj * NS_PER_S / elapsed_ns / 1e6 if elapsed_ns > 0 else None,
             emissions_location_g=self._emissions_location_g,

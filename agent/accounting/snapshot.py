@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agent.carbon.intensity import IntensityValue
-from agent.sensors.base import DeviceKey, DeviceStatus
+from agent.sensors.base import DeviceKey, DeviceStatus, GpuDetails
 
 SAMPLE_DURATION_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -47,6 +47,7 @@ class Snapshot:
     taken_at_unix_s: float
     devices: tuple[DeviceEnergy, ...]
     statuses: tuple[DeviceStatus, ...]
+    gpus: tuple[GpuDetails, ...]
     node_energy_uj: int
     node_power_w: float | None
     emissions_location_g: float

@@ -11,7 +11,7 @@ from agent.carbon.offline_data import OfflineIntensityData
 from agent.config.durations import format_duration, parse_duration
 
 SensorName = Literal["auto", "rapl", "hwmon", "nvml", "ipmi", "redfish", "model"]
-IMPLEMENTED_SENSORS = ("rapl", "model")
+IMPLEMENTED_SENSORS = ("rapl", "nvml", "model")
 IMPLEMENTED_PROVIDERS = ("static",)
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]

@@ -66,9 +66,35 @@ class DeviceStatus:
 
 
 @dataclass(frozen=True)
+class GpuProcess:
+    """A compute process on a GPU, for attribution (never exported per PID)."""
+
+    pid: int
+    used_memory_bytes: int | None
+    sm_utilization_pct: int | None  # None when NVML has no per-process samples
+
+
+@dataclass(frozen=True)
+class GpuDetails:
+    """What a GPU is and how busy it is, besides its energy."""
+
+    device: str  # "gpu0"
+    uuid: str
+    model: str
+    energy_method: str  # "counter" (NVML total energy) or "integrated" (power x time)
+    power_limit_w: float | None = None
+    utilization_ratio: float | None = None
+    memory_used_bytes: int | None = None
+    memory_total_bytes: int | None = None
+    mig_instances: tuple[str, ...] = ()  # MIG device UUIDs when MIG is enabled
+    processes: tuple[GpuProcess, ...] = ()
+
+
+@dataclass(frozen=True)
 class SensorRead:
     readings: tuple[Reading, ...] = ()
     statuses: tuple[DeviceStatus, ...] = ()
+    gpus: tuple[GpuDetails, ...] = ()
 
 
 @dataclass(frozen=True)

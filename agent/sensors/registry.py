@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from agent.config.schema import SensorsSection
 from agent.sensors.base import (
@@ -23,12 +24,16 @@ from agent.sensors.base import (
     read_sysfs_text,
 )
 from agent.sensors.model import ModelSensor
+from agent.sensors.nvml import NvmlSensor, import_pynvml
 from agent.sensors.rapl import RaplSensor
 
 log = logging.getLogger(__name__)
 
-MEASURED_SOURCES = ("rapl",)
+MEASURED_SOURCES = ("rapl", "nvml")
 MODELLED_COMPONENTS = frozenset({Component.CPU, Component.DRAM})
+# Devices the model can stand in for: dropped from accounting when they fail at start-up.
+# A GPU never is: one that fails at start stays, shows its status, and is read once it works.
+REPLACEABLE_COMPONENTS = MODELLED_COMPONENTS | {Component.PLATFORM}
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,11 @@ def _measured(sensor: Sensor, discovery: Discovery, keep_failing: bool) -> Disco
             "%s %s unusable (%s): %s", status.source, status.device, status.status, status.reason
         )
     return Discovery(
-        devices=tuple(key for key in discovery.devices if key in working),
+        devices=tuple(
+            key
+            for key in discovery.devices
+            if key in working or key.component not in REPLACEABLE_COMPONENTS
+        ),
         statuses=discovery.statuses,
         details=discovery.details,
     )
@@ -59,6 +68,7 @@ def select_sensors(
     settings: SensorsSection,
     roots: SensorRoots,
     opener: Callable[[Path], str] = read_sysfs_text,
+    load_nvml: Callable[[], ModuleType] = import_pynvml,
 ) -> list[SelectedSensor]:
     auto = settings.enable == ["auto"]
     wanted = set(MEASURED_SOURCES) | {"model"} if auto else set(settings.enable)
@@ -69,6 +79,9 @@ def select_sensors(
         selected.append(
             SelectedSensor(rapl, _measured(rapl, rapl.discover(), keep_failing=not model_allowed))
         )
+    if "nvml" in wanted:
+        nvml = NvmlSensor(load_nvml)
+        selected.append(SelectedSensor(nvml, nvml.discover()))
 
     covered = {key.component for item in selected for key in item.discovery.devices}
     if Component.PLATFORM in covered:

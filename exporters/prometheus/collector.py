@@ -30,6 +30,8 @@ class SnapshotCollector(Collector):
         yield from self._node(snap)
         yield from self._carbon(snap)
         yield from self._sources(snap)
+        if snap.gpus:
+            yield from self._gpus(snap)
         yield from self._self_metrics(snap)
 
     @staticmethod
@@ -131,6 +133,50 @@ class SnapshotCollector(Collector):
                 )
         yield up
         yield status
+
+    @staticmethod
+    def _gpus(snap: Snapshot) -> Iterator[Metric]:
+        info = GaugeMetricFamily(
+            "carbonscope_gpu_info",
+            "GPU identity and how its energy is obtained (counter or integrated power).",
+            labels=["device", "uuid", "model", "energy_method"],
+        )
+        limit = GaugeMetricFamily(
+            "carbonscope_gpu_power_limit_watts", "Enforced GPU power limit.", labels=["device"]
+        )
+        utilization = GaugeMetricFamily(
+            "carbonscope_gpu_utilization_ratio",
+            "Share of the last sample period the GPU was busy (0..1; absent in MIG mode).",
+            labels=["device"],
+        )
+        memory_used = GaugeMetricFamily(
+            "carbonscope_gpu_memory_used_bytes", "GPU memory in use.", labels=["device"]
+        )
+        memory_total = GaugeMetricFamily(
+            "carbonscope_gpu_memory_total_bytes", "GPU memory installed.", labels=["device"]
+        )
+        processes = GaugeMetricFamily(
+            "carbonscope_gpu_processes", "Compute processes running on the GPU.", labels=["device"]
+        )
+        mig = GaugeMetricFamily(
+            "carbonscope_gpu_mig_instance_info",
+            "MIG instances of a GPU in MIG mode (energy stays per physical GPU).",
+            labels=["device", "mig_uuid"],
+        )
+        for gpu in snap.gpus:
+            info.add_metric([gpu.device, gpu.uuid, gpu.model, gpu.energy_method], 1)
+            processes.add_metric([gpu.device], len(gpu.processes))
+            for family, value in (
+                (limit, gpu.power_limit_w),
+                (utilization, gpu.utilization_ratio),
+                (memory_used, gpu.memory_used_bytes),
+                (memory_total, gpu.memory_total_bytes),
+            ):
+                if value is not None:
+                    family.add_metric([gpu.device], value)
+            for mig_uuid in gpu.mig_instances:
+                mig.add_metric([gpu.device, mig_uuid], 1)
+        yield from (info, limit, utilization, memory_used, memory_total, processes, mig)
 
     @staticmethod
     def _self_metrics(snap: Snapshot) -> Iterator[Metric]:

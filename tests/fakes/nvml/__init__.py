@@ -27,9 +27,21 @@ def build_library(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / "libnvidia-ml.so.1"
     subprocess.run(
-        [compiler, "-shared", "-fPIC", "-O1", "-Wall", "-Werror",
-         "-Wl,-soname,libnvidia-ml.so.1", "-o", str(target), str(SOURCE)],
-        check=True, capture_output=True, text=True,
+        [
+            compiler,
+            "-shared",
+            "-fPIC",
+            "-O1",
+            "-Wall",
+            "-Werror",
+            "-Wl,-soname,libnvidia-ml.so.1",
+            "-o",
+            str(target),
+            str(SOURCE),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return target
 
@@ -62,7 +74,10 @@ class FakeNvml:
 
     @property
     def env(self) -> dict[str, str]:
-        return {"LD_LIBRARY_PATH": str(self.library_dir), "CARBONSCOPE_FAKE_NVML_STATE": str(self.state_path)}
+        return {
+            "LD_LIBRARY_PATH": str(self.library_dir),
+            "CARBONSCOPE_FAKE_NVML_STATE": str(self.state_path),
+        }
 
     def write(self) -> None:
         lines = [f"count {len(self.gpus)}"]
