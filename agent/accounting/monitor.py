@@ -84,10 +84,6 @@ class Monitor:
         self._ignored: set[DeviceKey] = set()
 
     @property
-    def node_plan(self) -> NodeEnergyPlan:
-        return self._plan
-
-    @property
     def snapshot(self) -> Snapshot | None:
         """The last published snapshot (an atomic reference read: no lock needed)."""
         return self._snapshot

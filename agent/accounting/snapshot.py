@@ -36,10 +36,6 @@ class Histogram:
         counts[index] += 1
         return Histogram(self.bounds, tuple(counts), self.total + value)
 
-    @property
-    def count(self) -> int:
-        return sum(self.counts)
-
 
 @dataclass(frozen=True)
 class Snapshot:

@@ -113,10 +113,6 @@ class Discovery:
     statuses: tuple[DeviceStatus, ...] = ()
     details: tuple[str, ...] = field(default_factory=tuple)
 
-    @property
-    def components(self) -> frozenset[Component]:
-        return frozenset(key.component for key in self.devices)
-
 
 class Sensor(Protocol):
     """A power source. ``read`` reports per-device failures as statuses and does not raise."""

@@ -79,10 +79,6 @@ class RaplSensor:
         self._zones: tuple[RaplZone, ...] = ()
         self._warned_permission = False
 
-    @property
-    def zones(self) -> tuple[RaplZone, ...]:
-        return self._zones
-
     def _read_int(self, path: Path) -> int:
         return int(self._open(path).strip())
 
