@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(BIN)/carbonscope run $(ARGS)
 
 ## test-tools: system tools the suite drives for real (Debian packages, installed when root)
-TEST_TOOLS := promtool:prometheus prometheus:prometheus systemd-analyze:systemd setpriv:util-linux
+TEST_TOOLS := promtool:prometheus prometheus:prometheus systemd-analyze:systemd gcc:gcc
 test-tools:
 	@missing=""; for pair in $(TEST_TOOLS); do \
 		command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \

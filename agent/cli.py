@@ -6,14 +6,13 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from agent import __version__
-from agent.config import LoadedConfig, load_config
+from agent.config import load_config
 from agent.config.durations import parse_duration
 from agent.errors import CarbonscopeError, ConfigError
 
@@ -21,10 +20,6 @@ EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 
 _path = click.Path(path_type=Path)
-
-
-def _load(config_path: Path | None, flags: dict[str, Any] | None = None) -> LoadedConfig:
-    return load_config(config_path, flags=flags)
 
 
 def _setup_logging(level: str) -> None:
@@ -70,9 +65,9 @@ def run(
     """Run the agent in the foreground (systemd Type=notify aware)."""
     from agent.daemon.runner import run_daemon
 
-    loaded = _load(
+    loaded = load_config(
         config_path,
-        {
+        flags={
             "agent.listen": listen,
             "agent.interval": _duration_flag(interval),
             "agent.sysfs_root": sysfs_root,
@@ -96,7 +91,9 @@ def probe(
     """List every power source looked for, its status, reason and one reading."""
     from agent.probe import run_probe
 
-    loaded = _load(config_path, {"agent.sysfs_root": sysfs_root, "agent.procfs_root": procfs_root})
+    loaded = load_config(
+        config_path, flags={"agent.sysfs_root": sysfs_root, "agent.procfs_root": procfs_root}
+    )
     _setup_logging("error")
     result = run_probe(loaded.config)
     if as_json:
@@ -156,7 +153,7 @@ def config() -> None:
 @click.argument("file", type=_path, required=False)
 def config_check(file: Path | None) -> None:
     """Validate a config file (default: the one `run` would use)."""
-    loaded = _load(file)
+    loaded = load_config(file)
     click.echo(f"{loaded.path or 'built-in defaults'}: OK")
 
 

@@ -13,10 +13,7 @@ from agent.carbon.intensity import IntensityValue, StaticIntensityProvider
 from agent.carbon.location import resolve_location
 from agent.config.schema import Config
 from agent.sensors.base import Discovery, GpuDetails, Sensor, SensorRoots, SourceStatus
-from agent.sensors.model import ModelSensor
-from agent.sensors.nvml import NvmlSensor
-from agent.sensors.rapl import RaplSensor
-from agent.sensors.registry import select_sensors
+from agent.sensors.registry import every_source, select_sensors
 
 PROBE_WINDOW_S = 0.5
 
@@ -61,12 +58,9 @@ def run_probe(
     roots = SensorRoots(config.agent.sysfs_root, config.agent.procfs_root)
     used = {key for item in select_sensors(config.sensors, roots) for key in item.discovery.devices}
     # Look at every source, used or not, without dropping failing devices.
-    candidates: list[Sensor] = [
-        RaplSensor(roots),
-        NvmlSensor(),
-        ModelSensor(roots, config.sensors.model),
+    sensors: list[tuple[Sensor, Discovery]] = [
+        (sensor, sensor.discover()) for sensor in every_source(config.sensors, roots)
     ]
-    sensors: list[tuple[Sensor, Discovery]] = [(sensor, sensor.discover()) for sensor in candidates]
     provider = StaticIntensityProvider(resolve_location(config.carbon.location, env))
     monitor = Monitor(
         sensors,

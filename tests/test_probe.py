@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,7 +57,8 @@ def test_probe_table_on_a_vm_says_why_rapl_is_missing(tmp_path: Path) -> None:
     assert code == 0  # the model works
     assert "not_present" in out
     assert "powercap" in out
-    assert "model" in out and "W" in out
+    assert "model" in out
+    assert re.search(r"\d+\.\d\d W", out), out  # a modelled power reading, in watts
     assert "gCO2e/kWh" in out
 
 

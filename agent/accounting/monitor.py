@@ -73,7 +73,6 @@ class Monitor:
         self._accounts: dict[DeviceKey, DeviceAccount] = {
             key: DeviceAccount() for key in self._devices
         }
-        self._node_uj = 0
         self._emissions_location_g = 0.0
         self._emissions_market_g = 0.0
         self._samples = 0
@@ -173,7 +172,6 @@ class Monitor:
         intensity = self._intensity.current(self._wall_clock_s())
         pue = self._carbon.pue
         market_factor = self._carbon.market_factor_g_per_kwh
-        self._node_uj += node_delta_uj
         self._emissions_location_g += grams(node_delta_uj, intensity.g_per_kwh, pue)
         self._emissions_market_g += grams(
             node_delta_uj, intensity.g_per_kwh if market_factor is None else market_factor, pue
@@ -192,7 +190,11 @@ class Monitor:
             devices=devices,
             statuses=statuses,
             gpus=gpus,
-            node_energy_uj=self._node_uj,
+            node_energy_uj=sum(
+                account.total_uj
+                for key, account in self._accounts.items()
+                if self._plan.counts(key)
+            ),
             node_power_w=node_delta_uj * NS_PER_S / elapsed_ns / 1e6 if elapsed_ns > 0 else None,
             emissions_location_g=self._emissions_location_g,
             emissions_market_g=self._emissions_market_g,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,9 +67,12 @@ def _env_value(raw: str) -> Any:
         return raw
 
 
-def _env_layer(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+OriginOf = Callable[[tuple[str, ...]], str | None]
+
+
+def _env_layer(env: Mapping[str, str]) -> tuple[dict[str, Any], OriginOf]:
     layer: dict[str, Any] = {}
-    origins: dict[tuple[str, ...], str] = {}
+    names: dict[tuple[str, ...], str] = {}
     for name, raw in env.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
@@ -78,34 +81,44 @@ def _env_layer(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, 
         for part in path[:-1]:
             node = node.setdefault(part, {})
         node[path[-1]] = _env_value(raw)
-        origins[path] = f"environment {name}"
-    return layer, origins
+        names[path] = name
+    return layer, lambda path: f"environment {names[path]}" if path in names else None
 
 
-def _merge(
-    base: dict[str, Any],
-    layer: Mapping[str, Any],
-    origin: str,
-    origins: dict[tuple[str, ...], str],
-    prefix: tuple[str, ...] = (),
-) -> None:
-    for key, value in layer.items():
-        path = (*prefix, key)
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            _merge(base[key], value, origin, origins, path)
-        else:
-            base[key] = dict(value) if isinstance(value, Mapping) else value
-            origins[path] = origin
-
-
-def _flags_layer(flags: Mapping[str, Any]) -> dict[str, Any]:
+def _flags_layer(flags: Mapping[str, Any]) -> tuple[dict[str, Any], OriginOf]:
     layer: dict[str, Any] = {}
     for dotted, value in flags.items():
         if value is None:
             continue
         section, key = dotted.split(".", 1)
         layer.setdefault(section, {})[key] = value
-    return layer
+    return layer, lambda path: f"flag --{path[1].replace('_', '-')}" if len(path) == 2 else None
+
+
+def _constant_origin(origin: str) -> OriginOf:
+    """Every value of a file comes from that file."""
+    return lambda _path: origin
+
+
+def _merge(
+    base: dict[str, Any],
+    layer: Mapping[str, Any],
+    origin_of: OriginOf,
+    origins: dict[tuple[str, ...], str],
+    prefix: tuple[str, ...] = (),
+) -> None:
+    """Lay ``layer`` over ``base``, recording where each value (and table) came from."""
+    for key, value in layer.items():
+        path = (*prefix, key)
+        origin = origin_of(path)
+        if origin is not None:
+            origins[path] = origin
+        if isinstance(value, Mapping):
+            if not isinstance(base.get(key), dict):
+                base[key] = {}
+            _merge(base[key], value, origin_of, origins, path)
+        else:
+            base[key] = value
 
 
 def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
@@ -168,19 +181,14 @@ def load_config(
     euid = os.geteuid() if euid is None else euid
     path = find_config_file(explicit_path, env, system_path)
 
+    layers: list[tuple[Mapping[str, Any], OriginOf]] = []
+    if path is not None:
+        layers.append((_read_toml(path), _constant_origin(str(path))))
+    layers += [_env_layer(env), _flags_layer(flags or {})]
     merged: dict[str, Any] = {}
     origins: dict[tuple[str, ...], str] = {}
-    if path is not None:
-        _merge(merged, _read_toml(path), str(path), origins)
-    env_layer, env_origins = _env_layer(env)
-    _merge(merged, env_layer, "environment", origins)
-    origins.update(env_origins)
-    _merge(merged, _flags_layer(flags or {}), "flag", origins)
-    for dotted in flags or {}:
-        if flags and flags[dotted] is not None:
-            origins[tuple(dotted.split("."))] = (
-                f"flag --{dotted.split('.', 1)[1].replace('_', '-')}"
-            )
+    for layer, origin_of in layers:  # defaults < file < environment < flags
+        _merge(merged, layer, origin_of, origins)
 
     try:
         config = Config.model_validate(merged)

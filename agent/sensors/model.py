@@ -151,7 +151,6 @@ class ModelSensor:
         self._previous: CpuTimes | None = None
         self._budget: CpuBudget | None = None
         self._dram_uw = 0
-        self._details: tuple[str, ...] = ()
 
     def discover(self) -> Discovery:
         try:
@@ -176,8 +175,7 @@ class ModelSensor:
         if Component.DRAM in self._components:
             devices.append(DRAM_KEY)
             details.append(f"dram: {gib:.1f} GiB x {self._settings.dram_watts_per_gb:g} W/GiB")
-        self._details = tuple(details)
-        return Discovery(devices=tuple(devices), details=self._details)
+        return Discovery(devices=tuple(devices), details=tuple(details))
 
     def read(self) -> SensorRead:
         readings: list[PowerReading] = []

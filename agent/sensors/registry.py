@@ -64,6 +64,20 @@ def _measured(sensor: Sensor, discovery: Discovery, keep_failing: bool) -> Disco
     )
 
 
+def every_source(
+    settings: SensorsSection,
+    roots: SensorRoots,
+    opener: Callable[[Path], str] = read_sysfs_text,
+    load_nvml: Callable[[], ModuleType] = import_pynvml,
+) -> list[Sensor]:
+    """One of each source carbonscope knows, for `probe` to look at whether used or not."""
+    return [
+        RaplSensor(roots, opener),
+        NvmlSensor(load_nvml),
+        ModelSensor(roots, settings.model, opener=opener),
+    ]
+
+
 def select_sensors(
     settings: SensorsSection,
     roots: SensorRoots,

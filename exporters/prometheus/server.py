@@ -25,13 +25,11 @@ class _RenderedMetrics:
     """The latest exposition, swapped atomically when a snapshot is published."""
 
     def __init__(self) -> None:
-        self.body: bytes | None = None
-        self.gzipped: bytes | None = None
+        self.latest: tuple[bytes, bytes] | None = None  # (plain, gzipped): swapped as one
 
     def publish(self, snapshot: Snapshot) -> None:
         body = render(snapshot)
-        gzipped = gzip.compress(body, compresslevel=6)
-        self.body, self.gzipped = body, gzipped
+        self.latest = (body, gzip.compress(body, compresslevel=6))
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -41,17 +39,19 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
-            body, gzipped = self.metrics.body, self.metrics.gzipped
-            if body is None or gzipped is None:
+            latest = self.metrics.latest
+            if latest is None:
                 self._send(503, b"no sample yet\n", "text/plain; charset=utf-8")
-            elif "gzip" in self.headers.get("Accept-Encoding", ""):
+                return
+            body, gzipped = latest
+            if "gzip" in self.headers.get("Accept-Encoding", ""):
                 self._send(200, gzipped, CONTENT_TYPE_LATEST, {"Content-Encoding": "gzip"})
             else:
                 self._send(200, body, CONTENT_TYPE_LATEST)
         elif path == "/":
             self._send(200, INDEX, "text/html; charset=utf-8")
         elif path == "/healthz":
-            ready = self.metrics.body is not None
+            ready = self.metrics.latest is not None
             self._send(200 if ready else 503, b"ok\n" if ready else b"starting\n", "text/plain")
         else:
             self._send(404, b"not found\n", "text/plain")
