@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -31,23 +32,47 @@ def parse(text: str) -> dict[tuple[str, Labels], float]:
     return samples
 
 
+def short_socket_path() -> Path:
+    """Unix socket paths are limited to 107 bytes: pytest's tmp paths can be longer."""
+    return Path(tempfile.mkdtemp(prefix="cs-")) / "jobs.sock"
+
+
 class Daemon:
+    """The daemon with its state, job socket and log under ``workdir`` (never the system's)."""
+
     def __init__(
-        self, args: list[str], env: dict[str, str] | None = None, log: Path | None = None
+        self,
+        args: list[str],
+        workdir: Path,
+        env: dict[str, str] | None = None,
+        state_dir: Path | None = None,
+        socket_path: Path | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._log_path = log
-        self._log = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
+        self.state_dir = state_dir or workdir / "state"
+        self.socket = socket_path or short_socket_path()
+        self._log_path = workdir / f"daemon-{self.port}.log"
+        self._log = open(self._log_path, "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent", "run", "--listen", f"127.0.0.1:{self.port}", *args],
-            env={**os.environ, **(env or {})},
+            [
+                sys.executable,
+                "-m",
+                "agent",
+                "run",
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                "--state-dir",
+                str(self.state_dir),
+                *args,
+            ],
+            env={**os.environ, "CARBONSCOPE_SOCKET": str(self.socket), **(env or {})},
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
 
     def log_text(self) -> str:
-        return self._log_path.read_text() if self._log_path else ""
+        return self._log_path.read_text()
 
     def get(self, path: str = "/metrics") -> str:
         with urllib.request.urlopen(self.url + path, timeout=5) as response:
@@ -94,5 +119,4 @@ class Daemon:
         finally:
             if self.process.poll() is None:
                 self.process.kill()
-            if self._log is not subprocess.DEVNULL:
-                self._log.close()  # type: ignore[union-attr]
+            self._log.close()

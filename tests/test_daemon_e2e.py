@@ -41,7 +41,7 @@ def test_exact_joules_and_emissions_from_a_fake_rapl_tree(tmp_path: Path) -> Non
         '[carbon]\nlocation = "FR"\npue = 1.5\nmarket_factor = 100\n'
     )
     daemon = Daemon(
-        ["--config", str(config), "--sysfs-root", str(sysfs)], log=tmp_path / "daemon.log"
+        ["--config", str(config), "--sysfs-root", str(sysfs)], workdir=tmp_path
     )
     try:
         daemon.wait_ready()
@@ -100,7 +100,7 @@ def test_default_config_on_a_machine_without_rapl_serves_the_model(tmp_path: Pat
     daemon = Daemon(
         ["--sysfs-root", str(empty_sysfs), "--interval", "100ms"],
         env={"CARBONSCOPE_CONFIG": ""},
-        log=tmp_path / "daemon.log",
+        workdir=tmp_path,
     )
     try:
         daemon.wait_ready()
@@ -140,7 +140,7 @@ def test_sd_notify_ready_watchdog_stopping(tmp_path: Path) -> None:
                 "WATCHDOG_USEC": "600000",
                 "CARBONSCOPE_CONFIG": "",
             },
-            log=tmp_path / "daemon.log",
+            workdir=tmp_path,
         )
         try:
             messages: list[str] = []
@@ -162,7 +162,16 @@ def test_listen_failure_is_a_one_line_runtime_error(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            ["carbonscope", "run", "--listen", f"127.0.0.1:{port}", "--sysfs-root", str(tmp_path)],
+            [
+                "carbonscope",
+                "run",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--sysfs-root",
+                str(tmp_path),
+                "--state-dir",
+                str(tmp_path / "state"),
+            ],
             capture_output=True,
             text=True,
             timeout=60,

@@ -185,7 +185,7 @@ def test_daemon_without_the_library_is_up_and_says_not_present(tmp_path: Path) -
     daemon = Daemon(
         ["--sysfs-root", str(sysfs), "--interval", "100ms"],
         env={"CARBONSCOPE_CONFIG": "", "LD_LIBRARY_PATH": str(tmp_path)},
-        log=tmp_path / "log",
+        workdir=tmp_path,
     )
     try:
         daemon.wait_ready()
@@ -215,7 +215,7 @@ def test_daemon_with_eight_gpus_exports_exact_increments(
     daemon = Daemon(
         ["--sysfs-root", str(sysfs), "--interval", "100ms"],
         env={"CARBONSCOPE_CONFIG": "", "CARBONSCOPE_SENSORS__ENABLE": "rapl,nvml", **fake.env},
-        log=tmp_path / "daemon.log",
+        workdir=tmp_path,
     )
     try:
         daemon.wait_ready()

@@ -27,7 +27,7 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     process = Daemon(
         ["--sysfs-root", str(sysfs), "--interval", "200ms"],
         env={"CARBONSCOPE_CONFIG": "", "CARBONSCOPE_SENSORS__ENABLE": "rapl"},
-        log=tmp_path / "daemon.log",
+        workdir=tmp_path,
     )
     process.wait_ready()
     process.tree = tree  # type: ignore[attr-defined]

@@ -11,11 +11,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
+from agent.accounting.attribution import SampleEnergy
 from agent.accounting.energy import NS_PER_S, DeviceAccount, grams
 from agent.accounting.node import NodeEnergyPlan
 from agent.accounting.snapshot import (
     SAMPLE_DURATION_BUCKETS_S,
+    AttributionView,
     DeviceEnergy,
     Histogram,
     Snapshot,
@@ -37,6 +40,12 @@ log = logging.getLogger(__name__)
 SnapshotListener = Callable[[Snapshot], None]
 
 
+class EnergyAttributor(Protocol):
+    """Splits each sample's energy among jobs, system and idle (agent/jobs/registry.py)."""
+
+    def account(self, sample: SampleEnergy) -> AttributionView: ...
+
+
 @dataclass(frozen=True)
 class CarbonSettings:
     pue: float
@@ -54,6 +63,7 @@ class Monitor:
         max_plausible_uw: int = 2_000_000_000,
         clock_ns: Callable[[], int] = time.monotonic_ns,
         wall_clock_s: Callable[[], float] = time.time,
+        attributor: EnergyAttributor | None = None,
     ) -> None:
         self._sensors = list(sensors)
         self._intensity = intensity
@@ -63,6 +73,7 @@ class Monitor:
         self._max_plausible_uw = max_plausible_uw
         self._clock_ns = clock_ns
         self._wall_clock_s = wall_clock_s
+        self._attributor = attributor
         self._lock = threading.Lock()
         self._listeners: list[SnapshotListener] = []
 
@@ -142,6 +153,7 @@ class Monitor:
         self, results: list[tuple[Sensor, SensorRead]], started_ns: int, now_ns: int
     ) -> Snapshot:
         power_now: dict[DeviceKey, float | None] = {}
+        deltas: dict[DeviceKey, int] = {}
         node_delta_uj = 0
         for _sensor, result in results:
             for reading in result.readings:
@@ -157,6 +169,7 @@ class Monitor:
                 else:
                     delta = account.add_power(reading, now_ns)
                 power_now[reading.key] = _mean_power_w(reading, delta, previous_ns, now_ns)
+                deltas[reading.key] = deltas.get(reading.key, 0) + delta
                 if self._plan.counts(reading.key):
                     node_delta_uj += delta
         for key, account in self._accounts.items():
@@ -169,24 +182,37 @@ class Monitor:
         self._last_sample_ns = now_ns
         self._samples += 1
 
-        intensity = self._intensity.current(self._wall_clock_s())
+        now_unix_s = self._wall_clock_s()
+        intensity = self._intensity.current(now_unix_s)
         pue = self._carbon.pue
         market_factor = self._carbon.market_factor_g_per_kwh
+        market_g_per_kwh = intensity.g_per_kwh if market_factor is None else market_factor
         self._emissions_location_g += grams(node_delta_uj, intensity.g_per_kwh, pue)
-        self._emissions_market_g += grams(
-            node_delta_uj, intensity.g_per_kwh if market_factor is None else market_factor, pue
-        )
-        self._durations = self._durations.observe((self._clock_ns() - started_ns) / NS_PER_S)
+        self._emissions_market_g += grams(node_delta_uj, market_g_per_kwh, pue)
+        gpus = tuple(gpu for _sensor, result in results for gpu in result.gpus)
+        attribution = None
+        if self._attributor is not None:
+            attribution = self._attributor.account(
+                SampleEnergy(
+                    deltas=deltas,
+                    counted=self._plan.components,
+                    gpus=gpus,
+                    intensity_g_per_kwh=intensity.g_per_kwh,
+                    market_g_per_kwh=market_g_per_kwh,
+                    pue=pue,
+                    now_unix_s=now_unix_s,
+                )
+            )
 
+        self._durations = self._durations.observe((self._clock_ns() - started_ns) / NS_PER_S)
         devices = tuple(
             DeviceEnergy(key, self._accounts[key].total_uj, power_now.get(key))
             for key in self._devices
         )
         statuses = tuple(status for _sensor, result in results for status in result.statuses)
-        gpus = tuple(gpu for _sensor, result in results for gpu in result.gpus)
         return Snapshot(
             version=self._version,
-            taken_at_unix_s=self._wall_clock_s(),
+            taken_at_unix_s=now_unix_s,
             devices=devices,
             statuses=statuses,
             gpus=gpus,
@@ -204,6 +230,7 @@ class Monitor:
             samples_total=self._samples,
             samples_missed_total=self._missed,
             sample_duration=self._durations,
+            attribution=attribution,
         )
 
 

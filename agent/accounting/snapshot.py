@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agent.accounting.attribution import Bucket
 from agent.carbon.intensity import IntensityValue
-from agent.sensors.base import DeviceKey, DeviceStatus, GpuDetails
+from agent.sensors.base import Component, DeviceKey, DeviceStatus, GpuDetails
 
 SAMPLE_DURATION_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
@@ -38,6 +39,34 @@ class Histogram:
 
 
 @dataclass(frozen=True)
+class BucketEnergy:
+    component: Component
+    bucket: Bucket
+    energy_uj: int
+
+
+@dataclass(frozen=True)
+class JobView:
+    """One exported job: what the job metrics show (chosen under the cardinality limits)."""
+
+    job_id: str
+    name: str
+    user: str
+    running: bool
+    info_labels: tuple[tuple[str, str], ...]  # promoted tags as ("tag_team", value)
+    energy_uj: tuple[tuple[Component, int], ...]
+    emissions_location_g: float
+    emissions_market_g: float
+
+
+@dataclass(frozen=True)
+class AttributionView:
+    buckets: tuple[BucketEnergy, ...]  # cumulative, per component and bucket
+    jobs: tuple[JobView, ...]
+    promoted_tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Snapshot:
     version: str
     taken_at_unix_s: float
@@ -54,3 +83,4 @@ class Snapshot:
     samples_total: int
     samples_missed_total: int
     sample_duration: Histogram
+    attribution: AttributionView | None = None

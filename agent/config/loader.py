@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from agent.config.schema import Config
 from agent.errors import ConfigError
+from agent.paths import default_jobs_socket, default_state_dir
 
 ENV_PREFIX = "CARBONSCOPE_"
 SYSTEM_CONFIG_PATH = Path("/etc/carbonscope/carbonscope.toml")
@@ -153,20 +154,6 @@ def _origin_of(loc: tuple[str, ...], origins: Mapping[tuple[str, ...], str]) -> 
     # An unknown section or table: name whatever set something beneath it.
     below = sorted(origin for path, origin in origins.items() if path[: len(loc)] == loc)
     return ", ".join(dict.fromkeys(below)) or "defaults"
-
-
-def default_state_dir(env: Mapping[str, str], euid: int) -> Path:
-    if euid == 0:
-        return Path("/var/lib/carbonscope")
-    xdg = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".local/state")
-    return Path(xdg) / "carbonscope"
-
-
-def default_jobs_socket(env: Mapping[str, str], euid: int, state_dir: Path) -> Path:
-    if euid == 0:
-        return Path("/run/carbonscope/jobs.sock")
-    runtime = env.get("XDG_RUNTIME_DIR")
-    return Path(runtime) / "carbonscope/jobs.sock" if runtime else state_dir / "jobs.sock"
 
 
 def load_config(

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from agent.carbon.offline_data import OfflineIntensityData
 from agent.config.durations import format_duration, parse_duration
+from agent.jobs.validation import TAG_KEY
 
 SensorName = Literal["auto", "rapl", "hwmon", "nvml", "ipmi", "redfish", "model"]
 IMPLEMENTED_SENSORS = ("rapl", "nvml", "model")
@@ -111,8 +112,36 @@ class CarbonSection(_Section):
         return value
 
 
+def _promotable_tags(keys: list[str]) -> list[str]:
+    bad = [key for key in keys if not TAG_KEY.fullmatch(key)]
+    if bad:
+        raise ValueError(
+            f"tag key(s) {', '.join(map(repr, bad))} cannot become labels: "
+            "use [a-z][a-z0-9_]*, at most 63 characters"
+        )
+    if len(set(keys)) != len(keys):
+        raise ValueError("a tag key is listed twice")
+    return keys
+
+
+def _flush_in_range(seconds: float) -> float:
+    if not 0.1 <= seconds <= 300:
+        raise ValueError(
+            f"{format_duration(seconds)} is out of range: must be between 100ms and 5m"
+        )
+    return seconds
+
+
 class JobsSection(_Section):
     socket: Annotated[Path | None, BeforeValidator(_empty_as_none)] = None
+    keep_finished: Annotated[Duration, Field(ge=0)] = 3600.0
+    max_exported: Annotated[int, Field(ge=0, le=100_000)] = 200
+    promoted_tags: Annotated[
+        list[str], BeforeValidator(_comma_list), AfterValidator(_promotable_tags)
+    ] = ["team", "project"]
+    flush: Annotated[Duration, AfterValidator(_flush_in_range)] = 30.0
+    detect_cgroups: bool = True
+    max_running_per_user: Annotated[int, Field(ge=1)] = 256
 
 
 class Config(_Section):

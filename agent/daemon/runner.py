@@ -17,6 +17,7 @@ from agent.config.loader import LoadedConfig
 from agent.daemon.systemd import SystemdNotifier
 from agent.daemon.wiring import build_agent
 from agent.errors import CarbonscopeError
+from agent.jobs.api import JobApiServer
 from exporters.prometheus import MetricsServer
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ def run_daemon(loaded: LoadedConfig, env: Mapping[str, str] | None = None) -> in
     env = os.environ if env is None else env
     config = loaded.config
     notifier = SystemdNotifier(env)
-    agent = build_agent(config, env)
+    agent = build_agent(config, loaded.state_dir, env)
     monitor = agent.monitor
     for item in agent.sensors:
         devices = ", ".join(f"{k.component}/{k.device}" for k in item.discovery.devices) or "none"
@@ -36,6 +37,7 @@ def run_daemon(loaded: LoadedConfig, env: Mapping[str, str] | None = None) -> in
         for status in item.discovery.statuses:
             log.info("source %s: %s (%s)", item.sensor.name, status.status, status.reason)
     log.info("grid location %s (%s)", agent.location.code, agent.location.detail)
+    log.info("job ledger %s; job API on %s", agent.ledger.path, loaded.jobs_socket)
 
     try:
         server = MetricsServer(config.agent.listen)
@@ -43,9 +45,15 @@ def run_daemon(loaded: LoadedConfig, env: Mapping[str, str] | None = None) -> in
         raise CarbonscopeError(
             f"cannot listen on {config.agent.listen}: {exc.strerror or exc}"
         ) from None
+    try:
+        job_api = JobApiServer(loaded.jobs_socket, agent.jobs)
+    except CarbonscopeError:
+        server.stop()
+        raise
     monitor.subscribe(server.publish)
     monitor.sample()  # the baseline: /metrics answers from the first second
     server.start()
+    job_api.start()
 
     interval = config.agent.interval
     scheduler = BackgroundScheduler(
@@ -59,6 +67,11 @@ def run_daemon(loaded: LoadedConfig, env: Mapping[str, str] | None = None) -> in
     )
     # IntervalTrigger fires at start + n x interval: late runs do not shift later ones (no drift).
     scheduler.add_job(monitor.sample, IntervalTrigger(seconds=interval), id="sample", name="sample")
+    # Job totals reach the ledger every jobs.flush (and at start, stop and shutdown): a crash
+    # loses at most one flush interval of job energy.
+    scheduler.add_job(
+        agent.jobs.flush, IntervalTrigger(seconds=config.jobs.flush), id="flush", name="flush"
+    )
     watchdog_s = notifier.watchdog_s
     if watchdog_s is not None:
         scheduler.add_job(
@@ -87,6 +100,9 @@ def run_daemon(loaded: LoadedConfig, env: Mapping[str, str] | None = None) -> in
 
     notifier.notify("STOPPING=1")
     scheduler.shutdown(wait=True)
+    job_api.stop()
+    agent.jobs.flush()
+    agent.ledger.close()
     server.stop()
     log.info("stopped after %d samples", monitor.snapshot.samples_total if monitor.snapshot else 0)
     return 0

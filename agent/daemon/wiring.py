@@ -1,18 +1,23 @@
-"""Builds the monitor from a configuration: sensors, location, intensity provider."""
+"""Builds the agent from a configuration: sensors, location, intensity, jobs and ledger."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from agent import __version__
 from agent.accounting.monitor import CarbonSettings, Monitor
 from agent.carbon.intensity import StaticIntensityProvider
 from agent.carbon.location import ResolvedLocation, resolve_location
-from agent.config.schema import Config
+from agent.config.schema import Config, JobsSection
+from agent.jobs.registry import JobRegistry, JobsSettings
+from agent.ledger import JobLedger
 from agent.sensors.base import SensorRoots
 from agent.sensors.registry import SelectedSensor, select_sensors
+
+LEDGER_FILE = "ledger.sqlite"
 
 
 @dataclass(frozen=True)
@@ -20,13 +25,28 @@ class Agent:
     monitor: Monitor
     sensors: list[SelectedSensor]
     location: ResolvedLocation
+    jobs: JobRegistry
+    ledger: JobLedger
 
 
-def build_agent(config: Config, env: Mapping[str, str] | None = None) -> Agent:
+def jobs_settings(section: JobsSection, interval_s: float) -> JobsSettings:
+    return JobsSettings(
+        keep_finished_s=section.keep_finished,
+        max_exported=section.max_exported,
+        promoted_tags=tuple(section.promoted_tags),
+        detect_cgroups=section.detect_cgroups,
+        max_running_per_user=section.max_running_per_user,
+        stop_wait_s=max(5.0, 3 * interval_s),
+    )
+
+
+def build_agent(config: Config, state_dir: Path, env: Mapping[str, str] | None = None) -> Agent:
     env = os.environ if env is None else env
     roots = SensorRoots(sysfs=config.agent.sysfs_root, procfs=config.agent.procfs_root)
     sensors = select_sensors(config.sensors, roots)
     location = resolve_location(config.carbon.location, env)
+    ledger = JobLedger(state_dir / LEDGER_FILE)
+    jobs = JobRegistry(jobs_settings(config.jobs, config.agent.interval), roots, ledger)
     monitor = Monitor(
         [(item.sensor, item.discovery) for item in sensors],
         intensity=StaticIntensityProvider(location),
@@ -34,5 +54,6 @@ def build_agent(config: Config, env: Mapping[str, str] | None = None) -> Agent:
         interval_s=config.agent.interval,
         version=__version__,
         max_plausible_uw=round(config.sensors.rapl.max_zone_watts * 1e6),
+        attributor=jobs,
     )
-    return Agent(monitor, sensors, location)
+    return Agent(monitor, sensors, location, jobs, ledger)

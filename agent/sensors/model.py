@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.config.schema import ModelSensorSection
+from agent.procfs import CpuTimes, parse_proc_stat
 from agent.sensors.base import (
     Component,
     DeviceKey,
@@ -50,37 +51,12 @@ def curve_fraction(utilisation: float) -> float:
 
 
 @dataclass(frozen=True)
-class CpuTimes:
-    busy: int
-    total: int
-
-
-@dataclass(frozen=True)
 class HostFacts:
     cpu_model: str
     threads: int
     sockets: int
     virtualised: bool
     mem_total_bytes: int
-
-
-def parse_proc_stat(text: str) -> tuple[CpuTimes, int]:
-    """Aggregate CPU jiffies and the number of CPUs from /proc/stat."""
-    aggregate: CpuTimes | None = None
-    cpus = 0
-    for line in text.splitlines():
-        if line.startswith("cpu "):
-            # user nice system idle iowait irq softirq steal [guest guest_nice: inside user/nice]
-            fields = [int(v) for v in line.split()[1:]]
-            values = fields[:8] + [0] * (8 - len(fields[:8]))
-            idle = values[3] + values[4]
-            total = sum(values)
-            aggregate = CpuTimes(busy=total - idle, total=total)
-        elif line.startswith("cpu") and line[3:4].isdigit():
-            cpus += 1
-    if aggregate is None:
-        raise ValueError("no aggregate 'cpu' line")
-    return aggregate, max(cpus, 1)
 
 
 def parse_host_facts(cpuinfo: str, meminfo: str, threads: int) -> HostFacts:

@@ -13,8 +13,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from agent.accounting.attribution import Bucket
 from agent.accounting.energy import UJ_PER_J
-from agent.accounting.snapshot import Snapshot
+from agent.accounting.snapshot import AttributionView, Snapshot
 from agent.sensors.base import SourceStatus
 
 DEVICE_LABELS = ["component", "device", "source"]
@@ -32,6 +33,8 @@ class SnapshotCollector(Collector):
         yield from self._sources(snap)
         if snap.gpus:
             yield from self._gpus(snap)
+        if snap.attribution is not None:
+            yield from self._attribution(snap.attribution)
         yield from self._self_metrics(snap)
 
     @staticmethod
@@ -177,6 +180,52 @@ class SnapshotCollector(Collector):
             for mig_uuid in gpu.mig_instances:
                 mig.add_metric([gpu.device, mig_uuid], 1)
         yield from (info, limit, utilization, memory_used, memory_total, processes, mig)
+
+    @staticmethod
+    def _attribution(view: AttributionView) -> Iterator[Metric]:
+        attributed = CounterMetricFamily(
+            "carbonscope_attributed_energy_joules",
+            "Where each component's energy went: jobs, system (busy, no job) or idle. "
+            "The buckets of a component sum to its energy.",
+            labels=["component", "bucket"],
+        )
+        by_key = {(entry.component, entry.bucket): entry.energy_uj for entry in view.buckets}
+        for component in sorted({component for component, _bucket in by_key}):
+            for bucket in Bucket:
+                attributed.add_metric(
+                    [component.value, bucket.value], by_key.get((component, bucket), 0) / UJ_PER_J
+                )
+        yield attributed
+        energy = CounterMetricFamily(
+            "carbonscope_job_energy_joules",
+            "Energy attributed to a job, per node-energy component.",
+            labels=["job_id", "component"],
+        )
+        emissions = CounterMetricFamily(
+            "carbonscope_job_emissions_grams",
+            "Emissions attributed to a job: its energy x PUE x intensity at each sample.",
+            labels=["job_id", "method"],
+        )
+        info = GaugeMetricFamily(
+            "carbonscope_job_info",
+            "Descriptive labels of a job (promoted tags as tag_<key>), joined by job_id.",
+            labels=["job_id", "job_name", "user", *(f"tag_{key}" for key in view.promoted_tags)],
+        )
+        running = GaugeMetricFamily(
+            "carbonscope_job_running",
+            "1 while the job runs, 0 once finished (kept for jobs.keep_finished).",
+            labels=["job_id"],
+        )
+        for job in view.jobs:
+            for component, uj in job.energy_uj:
+                energy.add_metric([job.job_id, component.value], uj / UJ_PER_J)
+            emissions.add_metric([job.job_id, "location"], job.emissions_location_g)
+            emissions.add_metric([job.job_id, "market"], job.emissions_market_g)
+            info.add_metric(
+                [job.job_id, job.name, job.user, *(value for _key, value in job.info_labels)], 1
+            )
+            running.add_metric([job.job_id], 1 if job.running else 0)
+        yield from (energy, emissions, info, running)
 
     @staticmethod
     def _self_metrics(snap: Snapshot) -> Iterator[Metric]:

@@ -1,0 +1,152 @@
+"""Where each device's energy went in one sample: to jobs, to the rest of the system, or idle.
+
+Pure integer arithmetic (docs/attribution.md has the formulas). The caller measures activity
+(CPU time from /proc/stat and per job, GPU processes); this module only splits microjoules,
+so the parts of every device's energy sum exactly to it, sample by sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypeVar
+
+from agent.sensors.base import Component, DeviceKey, GpuDetails
+
+K = TypeVar("K", bound=Hashable)
+
+
+class Bucket(StrEnum):
+    JOBS = "jobs"
+    SYSTEM = "system"
+    IDLE = "idle"
+
+
+@dataclass(frozen=True, order=True)
+class Recipient:
+    """Who receives energy: a job (``job_id`` set) or the system/idle bucket."""
+
+    bucket: Bucket
+    job_id: str = ""
+
+    @classmethod
+    def job(cls, job_id: str) -> Recipient:
+        return cls(Bucket.JOBS, job_id)
+
+
+SYSTEM = Recipient(Bucket.SYSTEM)
+IDLE = Recipient(Bucket.IDLE)
+
+
+def split_exact(total: int, weights: Mapping[K, int]) -> dict[K, int]:
+    """Split ``total`` in proportion to integer weights; the parts sum to ``total`` exactly.
+
+    Largest remainder method: everyone gets the floor of their exact share, and the units
+    left over go to the largest fractional parts (ties: first in ``weights`` order).
+    """
+    positive = {key: weight for key, weight in weights.items() if weight > 0}
+    weight_sum = sum(positive.values())
+    if weight_sum == 0:
+        raise ValueError("cannot split energy with no positive weight")
+    parts = {key: total * weight // weight_sum for key, weight in positive.items()}
+    left = total - sum(parts.values())
+    by_remainder = sorted(
+        enumerate(positive.items()), key=lambda item: (-(total * item[1][1] % weight_sum), item[0])
+    )
+    for _index, (key, _weight) in by_remainder[:left]:
+        parts[key] += 1
+    return parts
+
+
+@dataclass(frozen=True)
+class CpuActivity:
+    """CPU time during the sample interval, in microseconds of CPU (summed over all CPUs)."""
+
+    busy_us: int
+    idle_us: int
+    jobs_us: Mapping[str, int]  # job_id -> CPU time of its processes or cgroup
+
+
+def cpu_weights(activity: CpuActivity | None) -> dict[Recipient, int]:
+    """Weights for CPU-like components (cpu, dram, platform).
+
+    active share = busy / (busy + idle); job i gets active x job_i / D, D = max(busy, sum of
+    jobs) (job times can exceed busy by a tick of skew: then they share all of active);
+    system gets active x (D - sum of jobs) / D; idle gets the inactive share. As integers:
+    idle: idle x D, job i: busy x job_i, system: busy x (D - sum jobs).
+    Without activity data (first sample, /proc unreadable) everything is ``system``.
+    """
+    if activity is None or activity.busy_us + activity.idle_us <= 0:
+        return {SYSTEM: 1}
+    busy, idle = max(activity.busy_us, 0), max(activity.idle_us, 0)
+    jobs = {job_id: used for job_id, used in activity.jobs_us.items() if used > 0}
+    jobs_sum = sum(jobs.values())
+    scale = max(busy, jobs_sum)
+    if scale == 0:
+        return {IDLE: 1}
+    weights: dict[Recipient, int] = {IDLE: idle * scale}
+    for job_id, used in sorted(jobs.items()):
+        weights[Recipient.job(job_id)] = busy * used
+    weights[SYSTEM] = busy * (scale - jobs_sum)
+    return weights
+
+
+def gpu_weights(gpu: GpuDetails | None, owner_of_pid: Mapping[int, str]) -> dict[Recipient, int]:
+    """Weights for one GPU: its compute processes by SM-utilisation share.
+
+    Equal shares when any process lacks a utilisation sample (or all read 0); a GPU without
+    processes is idle; a process no job owns is ``system``. Without GPU details (NVML read
+    failed) the use is unknown: ``system``.
+    """
+    if gpu is None:
+        return {SYSTEM: 1}
+    if not gpu.processes:
+        return {IDLE: 1}
+    shares = [process.sm_utilization_pct for process in gpu.processes]
+    by_utilisation = all(share is not None for share in shares) and (
+        sum(share or 0 for share in shares) > 0
+    )
+    weights: dict[Recipient, int] = {}
+    for process in gpu.processes:
+        weight = (process.sm_utilization_pct or 0) if by_utilisation else 1
+        job_id = owner_of_pid.get(process.pid)
+        recipient = Recipient.job(job_id) if job_id else SYSTEM
+        weights[recipient] = weights.get(recipient, 0) + weight
+    if not any(weights.values()):
+        return {SYSTEM: 1}
+    return weights
+
+
+def attribute_sample(
+    deltas: Mapping[DeviceKey, int],
+    activity: CpuActivity | None,
+    gpus: Sequence[GpuDetails],
+    owner_of_pid: Mapping[int, str],
+) -> dict[DeviceKey, dict[Recipient, int]]:
+    """Each device's energy of this sample, split among recipients (parts sum exactly)."""
+    cpu_like = cpu_weights(activity)
+    gpu_by_device = {gpu.device: gpu for gpu in gpus}
+    result: dict[DeviceKey, dict[Recipient, int]] = {}
+    for key, delta_uj in deltas.items():
+        if delta_uj <= 0:
+            continue
+        if key.component is Component.GPU:
+            weights = gpu_weights(gpu_by_device.get(key.device), owner_of_pid)
+        else:
+            weights = cpu_like
+        result[key] = split_exact(delta_uj, weights)
+    return result
+
+
+@dataclass(frozen=True)
+class SampleEnergy:
+    """What the monitor hands over each sample."""
+
+    deltas: Mapping[DeviceKey, int]
+    counted: frozenset[Component]  # the node-energy components (node.py): jobs get only these
+    gpus: tuple[GpuDetails, ...]
+    intensity_g_per_kwh: float
+    market_g_per_kwh: float
+    pue: float
+    now_unix_s: float

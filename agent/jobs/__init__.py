@@ -1,0 +1,1 @@
+"""Jobs: the registry the job API feeds, process and cgroup tracking, per-job totals."""

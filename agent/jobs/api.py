@@ -1,0 +1,230 @@
+"""The job API: HTTP/1.1 + JSON on a Unix socket, every request authorised by SO_PEERCRED.
+
+    POST /v1/jobs                  {"name", "tags", "pids"} -> 201 {"job_id", ...}
+    POST /v1/jobs/{job_id}/stop    -> 200 the job's totals
+    GET  /v1/jobs[?limit=N]        -> 200 {"jobs": [...]}
+    GET  /v1/jobs/{job_id}         -> 200 the job's totals
+
+The socket file is mode 0666: who may connect is decided by the directory it lives in, and
+what each caller may do by its peer credentials, never by file permissions. Errors are JSON
+``{"error": "..."}`` with a 4xx status; no request can crash the daemon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import socketserver
+import stat
+import struct
+import threading
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+from agent.errors import CarbonscopeError
+from agent.jobs.registry import Caller, JobRegistry
+from agent.jobs.validation import JobRequestError, parse_job_request, validate_job_id
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_CONNECTIONS = 64
+REQUEST_TIMEOUT_S = 10.0
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+def peer_credentials(sock: socket.socket) -> Caller:
+    pid, uid, gid = _PEERCRED.unpack(
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    )
+    return Caller(pid=pid, uid=uid, gid=gid)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "carbonscope"
+    protocol_version = "HTTP/1.1"
+    timeout = REQUEST_TIMEOUT_S  # a silent client cannot hold a thread for ever
+    registry: ClassVar[JobRegistry]
+
+    def address_string(self) -> str:  # AF_UNIX peers have no address
+        return "unix"
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("job api: " + format, *args)
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str) -> None:
+        self.close_connection = True
+        try:
+            caller = peer_credentials(self.connection)
+            status, body = self._route(method, caller)
+        except JobRequestError as exc:
+            status, body = exc.status, {"error": str(exc)}
+        except Exception:  # a bug must cost one request, never the daemon
+            log.exception("job api: %s %s failed", method, self.path)
+            status, body = 500, {"error": "internal error (see the agent's log)"}
+        self._send(status, body)
+
+    def _route(self, method: str, caller: Caller) -> tuple[int, dict[str, Any]]:
+        url = urlsplit(self.path)
+        parts = [part for part in url.path.split("/") if part]
+        if parts[:2] != ["v1", "jobs"] or len(parts) > 4:
+            raise JobRequestError(f"no such endpoint: {url.path}", status=404)
+        registry = self.registry
+        now = registry.now()
+        if len(parts) == 2:
+            if method == "POST":
+                request = parse_job_request(self._json_body())
+                record = registry.register(caller, request)
+                return 201, record.to_json(now)
+            if method == "GET":
+                limit = _limit(parse_qs(url.query).get("limit", ["100"])[-1])
+                return 200, {"jobs": [record.to_json(now) for record in registry.recent(limit)]}
+            raise JobRequestError(f"{method} is not allowed on /v1/jobs", status=405)
+        job_id = validate_job_id(parts[2])
+        if len(parts) == 4:
+            if parts[3] != "stop":
+                raise JobRequestError(f"no such endpoint: {url.path}", status=404)
+            if method != "POST":
+                raise JobRequestError("use POST to stop a job", status=405)
+            self._json_body(optional=True)
+            return 200, registry.stop(caller, job_id).to_json(registry.now())
+        if method != "GET":
+            raise JobRequestError(f"{method} is not allowed on a job", status=405)
+        return 200, registry.get(job_id).to_json(now)
+
+    def _json_body(self, optional: bool = False) -> Any:
+        if self.headers.get("Transfer-Encoding"):
+            raise JobRequestError("send the body with a Content-Length", status=411)
+        length_header = self.headers.get("Content-Length")
+        if length_header is None:
+            if optional:
+                return None
+            raise JobRequestError("a Content-Length header is required", status=411)
+        try:
+            length = int(length_header)
+        except ValueError:
+            raise JobRequestError("Content-Length is not a number") from None
+        if length < 0:
+            raise JobRequestError("Content-Length is negative")
+        if length > MAX_BODY_BYTES:
+            raise JobRequestError(
+                f"body of {length} bytes is too large (at most {MAX_BODY_BYTES})", status=413
+            )
+        raw = self.rfile.read(length)
+        if optional and not raw.strip():
+            return None
+        try:
+            return json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise JobRequestError(f"the body is not valid JSON: {exc}") from None
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        payload = (json.dumps(body, indent=None) + "\n").encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(payload)
+        except OSError as exc:  # the client went away: nothing to answer
+            log.debug("job api: cannot answer: %s", exc)
+
+
+def _limit(value: str) -> int:
+    try:
+        limit = int(value)
+    except ValueError:
+        raise JobRequestError(f"limit {value!r} is not a number") from None
+    if not 1 <= limit <= 10_000:
+        raise JobRequestError("limit must be between 1 and 10000")
+    return limit
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, path: str, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(path, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            log.warning("job api: more than %d connections, refusing one", MAX_CONNECTIONS)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+class JobApiServer:
+    def __init__(self, path: Path, registry: JobRegistry) -> None:
+        self.path = path
+        _prepare_socket_path(path)
+        handler = type("JobApiHandler", (_Handler,), {"registry": registry})
+        try:
+            self._server = _Server(str(path), handler)
+            os.chmod(path, 0o666)
+        except OSError as exc:
+            raise CarbonscopeError(
+                f"cannot serve the job API on {path}: {exc.strerror or exc}"
+            ) from None
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="job-api", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def _prepare_socket_path(path: Path) -> None:
+    """Create the directory; remove a stale socket, but never steal a live one."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    except OSError as exc:
+        raise CarbonscopeError(f"cannot create {path.parent}: {exc.strerror or exc}") from None
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise CarbonscopeError(f"{path} exists and is not a socket: refusing to replace it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink()  # nobody listens: left over from a crash
+        return
+    finally:
+        probe.close()
+    raise CarbonscopeError(f"another agent is already serving the job API on {path}")

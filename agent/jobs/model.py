@@ -1,0 +1,83 @@
+"""A job's identity and totals, as the API, the ledger and the exporter see them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from agent.accounting.energy import UJ_PER_J, UJ_PER_KWH
+from agent.sensors.base import Component
+
+Identity = tuple[int, int]
+
+
+class JobKind(StrEnum):
+    TAGGED = "tagged"  # registered through the job API
+    SLURM = "slurm"
+    KUBERNETES = "kubernetes"
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """Immutable: the registry hands out a new record whenever totals change."""
+
+    job_id: str
+    name: str
+    kind: JobKind
+    uid: int | None
+    user: str
+    tags: tuple[tuple[str, str], ...]
+    started_at: float  # unix seconds
+    ended_at: float | None = None
+    energy_uj: tuple[tuple[Component, int], ...] = ()  # node-energy components only
+    measured_uj: int = 0
+    modelled_uj: int = 0
+    emissions_location_g: float = 0.0
+    emissions_market_g: float = 0.0
+    processes: tuple[Identity, ...] = ()
+    cgroup: str | None = None
+    updated_at: float = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self.ended_at is None
+
+    @property
+    def energy_total_uj(self) -> int:
+        return sum(uj for _component, uj in self.energy_uj)
+
+    def energy_of(self, component: Component) -> int:
+        return dict(self.energy_uj).get(component, 0)
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        end = self.ended_at if self.ended_at is not None else now
+        total = self.energy_total_uj
+        return {
+            "job_id": self.job_id,
+            "name": self.name,
+            "kind": self.kind.value,
+            "user": self.user,
+            "uid": self.uid,
+            "tags": dict(self.tags),
+            "state": "running" if self.running else "finished",
+            "started_at": _iso(self.started_at),
+            "ended_at": _iso(self.ended_at) if self.ended_at is not None else None,
+            "duration_s": round(max(0.0, end - self.started_at), 3),
+            "energy_joules": {c.value: uj / UJ_PER_J for c, uj in self.energy_uj},
+            "energy_joules_total": total / UJ_PER_J,
+            "energy_kwh": total / UJ_PER_KWH,
+            "measured_joules": self.measured_uj / UJ_PER_J,
+            "modelled_joules": self.modelled_uj / UJ_PER_J,
+            "emissions_grams": {
+                "location": self.emissions_location_g,
+                "market": self.emissions_market_g,
+            },
+            "pids": sorted({pid for pid, _start in self.processes}),
+            "cgroup": self.cgroup,
+        }
+
+
+def _iso(unix_s: float) -> str:
+    return datetime.fromtimestamp(unix_s, UTC).isoformat(timespec="milliseconds")

@@ -1,0 +1,168 @@
+"""SQLite job ledger (WAL). One row per job, rewritten with its totals at every flush.
+
+Energy is stored as integer microjoules per component, so sums in reports are exact;
+emissions as grams (REAL). Schema changes bump ``user_version``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from agent.errors import CarbonscopeError
+from agent.jobs.model import JobKind, JobRecord
+from agent.sensors.base import Component
+
+SCHEMA_VERSION = 1
+_COMPONENTS = (Component.CPU, Component.DRAM, Component.GPU, Component.PLATFORM)
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    uid INTEGER,
+    user TEXT NOT NULL,
+    tags TEXT NOT NULL,            -- JSON object
+    started_at REAL NOT NULL,      -- unix seconds
+    ended_at REAL,                 -- NULL while running
+    cpu_uj INTEGER NOT NULL DEFAULT 0,
+    dram_uj INTEGER NOT NULL DEFAULT 0,
+    gpu_uj INTEGER NOT NULL DEFAULT 0,
+    platform_uj INTEGER NOT NULL DEFAULT 0,
+    measured_uj INTEGER NOT NULL DEFAULT 0,
+    modelled_uj INTEGER NOT NULL DEFAULT 0,
+    emissions_location_g REAL NOT NULL DEFAULT 0,
+    emissions_market_g REAL NOT NULL DEFAULT 0,
+    processes TEXT NOT NULL,       -- JSON [[pid, start_ticks], ...]
+    cgroup TEXT,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_started ON jobs (started_at);
+CREATE INDEX IF NOT EXISTS jobs_running ON jobs (ended_at) WHERE ended_at IS NULL;
+"""
+_COLUMNS = (
+    "job_id, name, kind, uid, user, tags, started_at, ended_at, cpu_uj, dram_uj, gpu_uj, "
+    "platform_uj, measured_uj, modelled_uj, emissions_location_g, emissions_market_g, "
+    "processes, cgroup, updated_at"
+)
+
+
+class LedgerError(CarbonscopeError):
+    pass
+
+
+class JobLedger:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoint, no tearing
+            self._db.execute("PRAGMA busy_timeout=5000")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise LedgerError(
+                    f"{path}: ledger schema {version} is newer than this carbonscope "
+                    f"understands ({SCHEMA_VERSION})"
+                )
+            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except (sqlite3.Error, OSError) as exc:
+            raise LedgerError(f"cannot open the job ledger {path}: {exc}") from None
+        self._lock = threading.Lock()
+
+    def write(self, records: Iterable[JobRecord]) -> None:
+        rows = [_row(record) for record in records]
+        if not rows:
+            return
+        placeholders = ", ".join("?" * len(rows[0]))
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    f"INSERT OR REPLACE INTO jobs ({_COLUMNS}) VALUES ({placeholders})", rows
+                )
+            except sqlite3.Error:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def running(self) -> list[JobRecord]:
+        return self._query("WHERE ended_at IS NULL ORDER BY started_at", ())
+
+    def get(self, job_id: str) -> JobRecord | None:
+        found = self._query("WHERE job_id = ?", (job_id,))
+        return found[0] if found else None
+
+    def recent(self, limit: int) -> list[JobRecord]:
+        return self._query("ORDER BY started_at DESC LIMIT ?", (limit,))
+
+    def between(self, since: float, until: float) -> list[JobRecord]:
+        """Jobs that overlap [since, until)."""
+        return self._query(
+            "WHERE started_at < ? AND (ended_at IS NULL OR ended_at >= ?) ORDER BY started_at",
+            (until, since),
+        )
+
+    def _query(self, where: str, args: tuple[object, ...]) -> list[JobRecord]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM jobs {where}", args).fetchall()
+        return [_record(row) for row in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _row(record: JobRecord) -> tuple[object, ...]:
+    energy = dict(record.energy_uj)
+    return (
+        record.job_id,
+        record.name,
+        record.kind.value,
+        record.uid,
+        record.user,
+        json.dumps(dict(record.tags), sort_keys=True),
+        record.started_at,
+        record.ended_at,
+        *(energy.get(component, 0) for component in _COMPONENTS),
+        record.measured_uj,
+        record.modelled_uj,
+        record.emissions_location_g,
+        record.emissions_market_g,
+        json.dumps([list(identity) for identity in record.processes]),
+        record.cgroup,
+        record.updated_at,
+    )
+
+
+def _record(row: tuple[object, ...]) -> JobRecord:
+    (job_id, name, kind, uid, user, tags, started, ended, *rest) = row
+    energy, rest = rest[:4], rest[4:]
+    measured, modelled, location_g, market_g, processes, cgroup, updated = rest
+    return JobRecord(
+        job_id=str(job_id),
+        name=str(name),
+        kind=JobKind(str(kind)),
+        uid=None if uid is None else int(str(uid)),
+        user=str(user),
+        tags=tuple(sorted(json.loads(str(tags)).items())),
+        started_at=float(str(started)),
+        ended_at=None if ended is None else float(str(ended)),
+        energy_uj=tuple(
+            (component, int(str(uj)))
+            for component, uj in zip(_COMPONENTS, energy, strict=True)
+            if int(str(uj))
+        ),
+        measured_uj=int(str(measured)),
+        modelled_uj=int(str(modelled)),
+        emissions_location_g=float(str(location_g)),
+        emissions_market_g=float(str(market_g)),
+        processes=tuple((int(pid), int(start)) for pid, start in json.loads(str(processes))),
+        cgroup=None if cgroup is None else str(cgroup),
+        updated_at=float(str(updated)),
+    )

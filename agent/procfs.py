@@ -1,0 +1,132 @@
+"""Readers for the process side of procfs: CPU time of the whole machine and of processes.
+
+Every function takes the procfs root, so tests point them at a fake tree and containers at
+/host/proc. Formats are the kernel's (proc(5)); times are in clock ticks (USER_HZ).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class CpuTimes:
+    """Aggregate jiffies of all CPUs: busy (user..steal, without idle and iowait) and total."""
+
+    busy: int
+    total: int
+
+    @property
+    def idle(self) -> int:
+        return self.total - self.busy
+
+
+def parse_proc_stat(text: str) -> tuple[CpuTimes, int]:
+    """Aggregate CPU jiffies and the number of CPUs from /proc/stat."""
+    aggregate: CpuTimes | None = None
+    cpus = 0
+    for line in text.splitlines():
+        if line.startswith("cpu "):
+            # user nice system idle iowait irq softirq steal [guest guest_nice: inside user/nice]
+            fields = [int(v) for v in line.split()[1:]]
+            values = fields[:8] + [0] * (8 - len(fields[:8]))
+            idle = values[3] + values[4]
+            total = sum(values)
+            aggregate = CpuTimes(busy=total - idle, total=total)
+        elif line.startswith("cpu") and line[3:4].isdigit():
+            cpus += 1
+    if aggregate is None:
+        raise ValueError("no aggregate 'cpu' line")
+    return aggregate, max(cpus, 1)
+
+
+def read_cpu_times(procfs: Path) -> CpuTimes:
+    return parse_proc_stat((procfs / "stat").read_text(encoding="ascii", errors="replace"))[0]
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    """One process from /proc/PID/stat. ``start_ticks`` is its start time after boot."""
+
+    pid: int
+    ppid: int
+    start_ticks: int
+    own_ticks: int  # utime + stime, all threads
+    reaped_ticks: int  # cutime + cstime: children it has waited for
+
+    @property
+    def identity(self) -> tuple[int, int]:
+        """(pid, start time): unique for the life of the machine, unlike a PID alone."""
+        return self.pid, self.start_ticks
+
+
+def parse_pid_stat(text: str) -> ProcStat:
+    """proc(5) /proc/PID/stat. The command name may hold spaces and ')': split after the last."""
+    pid_part, _, rest = text.rpartition(")")
+    pid = int(pid_part.split("(", 1)[0])
+    fields = rest.split()
+    # fields[0] is field 3 (state): field N of proc(5) is fields[N - 3]
+    return ProcStat(
+        pid=pid,
+        ppid=int(fields[1]),
+        start_ticks=int(fields[19]),
+        own_ticks=int(fields[11]) + int(fields[12]),
+        reaped_ticks=int(fields[13]) + int(fields[14]),
+    )
+
+
+def read_pid_stat(procfs: Path, pid: int) -> ProcStat | None:
+    """None when the process is gone (or was never there)."""
+    try:
+        return parse_pid_stat((procfs / str(pid) / "stat").read_text(errors="replace"))
+    except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+        return None
+
+
+def read_process_table(procfs: Path) -> dict[int, ProcStat]:
+    """Every process now. Processes that exit during the scan are simply absent."""
+    table: dict[int, ProcStat] = {}
+    try:
+        names = os.listdir(procfs)
+    except FileNotFoundError:
+        return table
+    for name in names:
+        if name.isdigit():
+            stat = read_pid_stat(procfs, int(name))
+            if stat is not None:
+                table[stat.pid] = stat
+    return table
+
+
+def read_pid_uid(procfs: Path, pid: int) -> int | None:
+    """The real uid of a process (the ``Uid:`` line of /proc/PID/status), None if it is gone."""
+    try:
+        text = (procfs / str(pid) / "status").read_text(errors="replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    for line in text.splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    return None
+
+
+def read_pid_cgroups(procfs: Path, pid: int) -> dict[str, str]:
+    """/proc/PID/cgroup as {controllers: path}; cgroup v2's single line has controllers ""."""
+    try:
+        text = (procfs / str(pid) / "cgroup").read_text(errors="replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return {}
+    paths: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            paths[parts[1]] = parts[2]
+    return paths
+
+
+def read_uptime_ticks(procfs: Path, clock_ticks_per_s: int) -> int:
+    """Seconds since boot, in the unit of ProcStat.start_ticks."""
+    seconds = float((procfs / "uptime").read_text().split()[0])
+    return int(seconds * clock_ticks_per_s)
