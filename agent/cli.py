@@ -157,6 +157,166 @@ def config_check(file: Path | None) -> None:
     click.echo(f"{loaded.path or 'built-in defaults'}: OK")
 
 
+def _tag_pairs(values: tuple[str, ...]) -> dict[str, str]:
+    from agent.jobs.validation import JobRequestError, validate_tags
+
+    tags: dict[str, str] = {}
+    for value in values:
+        key, sep, tag_value = value.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{value!r} is not KEY=VALUE", param_hint="--tag")
+        tags[key] = tag_value
+    try:
+        validate_tags(tags)
+    except JobRequestError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tag") from None
+    return tags
+
+
+@cli.group()
+def job() -> None:
+    """Run a command as a tagged job."""
+
+
+@job.command(
+    "run",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.option("--name", required=True, help="Job name (shown as job_name).")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag; repeatable.")
+@click.option("--socket", "socket_path", type=_path, help="Job API socket of the agent.")
+@click.option("--json", "as_json", is_flag=True, help="Print the totals as JSON at the end.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def job_run(
+    name: str,
+    tags: tuple[str, ...],
+    socket_path: Path | None,
+    as_json: bool,
+    command: tuple[str, ...],
+) -> None:
+    """Run COMMAND as a job; print its energy and emissions; exit with its status.
+
+    carbonscope job run --name bert --tag team=nlp -- python train.py
+    """
+    from agent.client import JobApiError, JobClient
+    from agent.jobs.run_command import run_as_job, summary_lines
+    from agent.jobs.validation import JobRequestError, validate_name
+
+    try:
+        validate_name(name)
+    except JobRequestError as exc:
+        raise click.BadParameter(str(exc), param_hint="--name") from None
+    try:
+        code, totals = run_as_job(command, name, _tag_pairs(tags), JobClient(socket_path))
+    except JobApiError as exc:
+        raise click.UsageError(f"the agent refused the job: {exc}") from None
+    if totals is not None:
+        if as_json:
+            click.echo(json.dumps(totals, indent=2), err=True)
+        else:
+            for line in summary_lines(totals):
+                click.echo(line, err=True)
+    sys.exit(code)
+
+
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def jobs(ctx: click.Context) -> None:
+    """The job ledger: `jobs list` (the default) and `jobs show ID`."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(jobs_list)
+
+
+_socket_option = click.option(
+    "--socket", "socket_path", type=_path, help="Job API socket of the agent."
+)
+_state_dir_option = click.option(
+    "--state-dir", type=_path, help="Read the ledger here when the agent is not running."
+)
+
+
+def _ledger_records(
+    socket_path: Path | None, state_dir: Path | None, job_id: str | None, limit: int
+) -> list[dict[str, object]]:
+    """From the agent (live totals); from the ledger file when the agent is down."""
+    import time
+
+    from agent.client import AgentUnavailable, JobApiError, JobClient
+    from agent.ledger import LEDGER_FILE_NAME, JobLedger
+
+    client = JobClient(socket_path)
+    try:
+        return [client.get(job_id)] if job_id else client.list(limit)
+    except JobApiError as exc:
+        raise CarbonscopeError(str(exc)) from None
+    except AgentUnavailable as exc:
+        directory = state_dir or load_config().state_dir
+        ledger = JobLedger(directory / LEDGER_FILE_NAME, read_only=True)
+        click.echo(f"carbonscope: {exc}; reading {ledger.path}", err=True)
+        try:
+            records = [r for r in [ledger.get(job_id)] if r] if job_id else ledger.recent(limit)
+        finally:
+            ledger.close()
+        if job_id and not records:
+            raise CarbonscopeError(f"no such job: {job_id}") from None
+        return [record.to_json(time.time()) for record in records]
+
+
+@jobs.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@_socket_option
+@_state_dir_option
+def jobs_list(
+    as_json: bool = False,
+    limit: int = 50,
+    socket_path: Path | None = None,
+    state_dir: Path | None = None,
+) -> None:
+    """Recent jobs, newest first, with their energy and emissions."""
+    records = _ledger_records(socket_path, state_dir, None, limit)
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    table = Table(title="carbonscope jobs")
+    for column in ("job_id", "name", "user", "state", "started", "duration", "kWh", "gCO2e"):
+        table.add_column(column, overflow="fold")
+    for record in records:
+        energy = record["energy_kwh"]
+        emissions = record["emissions_grams"]
+        assert isinstance(emissions, dict)
+        table.add_row(
+            str(record["job_id"]),
+            str(record["name"]),
+            str(record["user"]),
+            str(record["state"]),
+            str(record["started_at"])[:19].replace("T", " "),
+            f"{record['duration_s']:.0f}s",
+            f"{energy:.6f}",
+            f"{emissions['location']:.3f}",
+        )
+    Console().print(table)
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_socket_option
+@_state_dir_option
+def jobs_show(job_id: str, as_json: bool, socket_path: Path | None, state_dir: Path | None) -> None:
+    """One job's record and totals."""
+    from agent.jobs.run_command import summary_lines
+
+    record = _ledger_records(socket_path, state_dir, job_id, 1)[0]
+    if as_json:
+        click.echo(json.dumps(record, indent=2))
+        return
+    for line in summary_lines(record):
+        click.echo(line)
+    for key in ("user", "kind", "started_at", "ended_at", "tags", "pids", "cgroup"):
+        click.echo(f"  {key:<10} {record[key]}")
+
+
 def main() -> None:
     try:
         cli.main(prog_name="carbonscope", standalone_mode=False)

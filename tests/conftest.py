@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.accounting.monitor import CarbonSettings, Monitor
+from agent.accounting.monitor import CarbonSettings, EnergyAttributor, Monitor
 from agent.sensors.base import Sensor
 from tests.fakes.clock import ManualClock
 from tests.fakes.intensity import SettableIntensity
@@ -44,6 +44,7 @@ def make_monitor(clock: ManualClock) -> MonitorFactory:
         pue: float = 1.0,
         market_factor: float | None = None,
         interval_s: float = 1.0,
+        attributor: EnergyAttributor | None = None,
     ) -> Monitor:
         return Monitor(
             [(sensor, sensor.discover()) for sensor in sensors],
@@ -52,7 +53,8 @@ def make_monitor(clock: ManualClock) -> MonitorFactory:
             interval_s=interval_s,
             version="test",
             clock_ns=clock,
-            wall_clock_s=lambda: 1_700_000_000.0,
+            wall_clock_s=lambda: 1_700_000_000.0 + clock() / 1e9,
+            attributor=attributor,
         )
 
     return factory

@@ -40,9 +40,7 @@ def test_exact_joules_and_emissions_from_a_fake_rapl_tree(tmp_path: Path) -> Non
         '[agent]\ninterval = "100ms"\n[sensors]\nenable = ["rapl"]\n'
         '[carbon]\nlocation = "FR"\npue = 1.5\nmarket_factor = 100\n'
     )
-    daemon = Daemon(
-        ["--config", str(config), "--sysfs-root", str(sysfs)], workdir=tmp_path
-    )
+    daemon = Daemon(["--config", str(config), "--sysfs-root", str(sysfs)], workdir=tmp_path)
     try:
         daemon.wait_ready()
         before = daemon.samples_after(1)

@@ -13,11 +13,9 @@ from agent.carbon.intensity import StaticIntensityProvider
 from agent.carbon.location import ResolvedLocation, resolve_location
 from agent.config.schema import Config, JobsSection
 from agent.jobs.registry import JobRegistry, JobsSettings
-from agent.ledger import JobLedger
+from agent.ledger import LEDGER_FILE_NAME, JobLedger
 from agent.sensors.base import SensorRoots
 from agent.sensors.registry import SelectedSensor, select_sensors
-
-LEDGER_FILE = "ledger.sqlite"
 
 
 @dataclass(frozen=True)
@@ -45,7 +43,7 @@ def build_agent(config: Config, state_dir: Path, env: Mapping[str, str] | None =
     roots = SensorRoots(sysfs=config.agent.sysfs_root, procfs=config.agent.procfs_root)
     sensors = select_sensors(config.sensors, roots)
     location = resolve_location(config.carbon.location, env)
-    ledger = JobLedger(state_dir / LEDGER_FILE)
+    ledger = JobLedger(state_dir / LEDGER_FILE_NAME)
     jobs = JobRegistry(jobs_settings(config.jobs, config.agent.interval), roots, ledger)
     monitor = Monitor(
         [(item.sensor, item.discovery) for item in sensors],

@@ -17,6 +17,7 @@ from agent.jobs.model import JobKind, JobRecord
 from agent.sensors.base import Component
 
 SCHEMA_VERSION = 1
+LEDGER_FILE_NAME = "ledger.sqlite"  # in agent.state_dir
 _COMPONENTS = (Component.CPU, Component.DRAM, Component.GPU, Component.PLATFORM)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -55,8 +56,18 @@ class LedgerError(CarbonscopeError):
 
 
 class JobLedger:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = path
+        self._lock = threading.Lock()
+        if read_only:  # for `carbonscope jobs` when the agent is down: never create or migrate
+            try:
+                self._db = sqlite3.connect(
+                    f"file:{path}?mode=ro", uri=True, check_same_thread=False
+                )
+                self._db.execute("SELECT 1 FROM jobs LIMIT 1")
+            except sqlite3.Error as exc:
+                raise LedgerError(f"cannot read the job ledger {path}: {exc}") from None
+            return
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -73,7 +84,6 @@ class JobLedger:
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (sqlite3.Error, OSError) as exc:
             raise LedgerError(f"cannot open the job ledger {path}: {exc}") from None
-        self._lock = threading.Lock()
 
     def write(self, records: Iterable[JobRecord]) -> None:
         rows = [_row(record) for record in records]

@@ -58,3 +58,45 @@ def make_procfs(
     procfs = FakeProcfs(root, threads=threads)
     procfs.write_stat()
     return procfs
+
+
+@dataclass
+class FakeProcess:
+    pid: int
+    ppid: int = 1
+    start_ticks: int = 100
+    utime: int = 0
+    stime: int = 0
+    cutime: int = 0
+    cstime: int = 0
+    uid: int = 1000
+    cgroup: str = "0::/user.slice"
+    comm: str = "python3"
+
+
+def write_process(root: Path, process: FakeProcess) -> None:
+    """/proc/PID/{stat,status,cgroup} as the kernel writes them (proc(5))."""
+    directory = root / str(process.pid)
+    directory.mkdir(parents=True, exist_ok=True)
+    p = process
+    fields = [
+        f"{p.pid} ({p.comm}) S {p.ppid} {p.pid} {p.pid} 0 -1 4194560 100 0 0 0",
+        f"{p.utime} {p.stime} {p.cutime} {p.cstime} 20 0 1 0 {p.start_ticks}",
+        "12345678 1000 18446744073709551615 1 1 0 0 0 0 0 0 0 17 0 0 0 0 0 0",
+    ]
+    (directory / "stat").write_text(" ".join(fields) + "\n")
+    (directory / "status").write_text(
+        f"Name:\t{p.comm}\nState:\tS (sleeping)\nPid:\t{p.pid}\nPPid:\t{p.ppid}\n"
+        f"Uid:\t{p.uid}\t{p.uid}\t{p.uid}\t{p.uid}\nGid:\t{p.uid}\t{p.uid}\t{p.uid}\t{p.uid}\n"
+    )
+    (directory / "cgroup").write_text(process.cgroup + "\n")
+
+
+def remove_process(root: Path, pid: int) -> None:
+    for name in ("stat", "status", "cgroup"):
+        (root / str(pid) / name).unlink()
+    (root / str(pid)).rmdir()
+
+
+def write_uptime(root: Path, seconds: float) -> None:
+    (root / "uptime").write_text(f"{seconds:.2f} {seconds * 3:.2f}\n")

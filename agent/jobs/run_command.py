@@ -1,0 +1,127 @@
+"""`carbonscope job run`: run a command as a tagged job and print what it cost.
+
+The wrapper registers itself, so the command and everything it starts are the job's, and the
+command's CPU time is still counted in the interval it exits (the wrapper reaps it). Signals
+sent to the wrapper are passed on to the command. When the agent is down the command runs
+anyway, with a warning. The exit status is the command's (128 + N when killed by signal N).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from types import FrameType
+from typing import Any, TextIO
+
+from agent.client import AgentUnavailable, JobApiError, JobClient, JobClientError
+
+FORWARDED_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+EXIT_NOT_FOUND = 127
+EXIT_NOT_EXECUTABLE = 126
+
+
+def _terminal_delivers_to_child() -> bool:
+    """True when we are in the terminal's foreground group: the terminal already sent its
+    SIGINT/SIGQUIT to the command (same group), so passing them on would double them."""
+    try:
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except (OSError, ValueError):
+        return False
+
+
+def run_as_job(
+    command: Sequence[str],
+    name: str,
+    tags: Mapping[str, str],
+    client: JobClient,
+    err: TextIO = sys.stderr,
+) -> tuple[int, dict[str, Any] | None]:
+    """Run ``command`` as a job; return its exit status and the job's totals (None untracked)."""
+    job_id: str | None = None
+    try:
+        job_id = str(client.start(name, tags, [os.getpid()])["job_id"])
+    except AgentUnavailable as exc:
+        print(f"carbonscope: warning: {exc}; running the command untracked", file=err)
+    except JobApiError as exc:
+        if exc.status == 400:
+            raise
+        print(f"carbonscope: warning: job not registered: {exc}; running untracked", file=err)
+
+    try:
+        child = subprocess.Popen(list(command))
+    except FileNotFoundError:
+        print(f"carbonscope: {command[0]}: command not found", file=err)
+        code = EXIT_NOT_FOUND
+    except PermissionError:
+        print(f"carbonscope: {command[0]}: permission denied", file=err)
+        code = EXIT_NOT_EXECUTABLE
+    else:
+        code = _wait_forwarding_signals(child)
+
+    totals = None
+    if job_id is not None:
+        try:
+            totals = client.stop(job_id)
+        except JobClientError as exc:
+            print(f"carbonscope: warning: job {job_id} could not be stopped: {exc}", file=err)
+    return code, totals
+
+
+def _wait_forwarding_signals(child: subprocess.Popen[bytes]) -> int:
+    from_terminal = _terminal_delivers_to_child()
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if from_terminal and signum in (signal.SIGINT, signal.SIGQUIT):
+            return
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {signum: signal.signal(signum, forward) for signum in FORWARDED_SIGNALS}
+    try:
+        returncode = child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def format_duration_s(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def summary_lines(totals: Mapping[str, Any]) -> list[str]:
+    """The end-of-job summary: duration, kWh by component, gCO2e, measured vs modelled."""
+    by_component = totals["energy_joules"]
+    total_j = float(totals["energy_joules_total"])
+    measured_j, modelled_j = float(totals["measured_joules"]), float(totals["modelled_joules"])
+    parts = ", ".join(
+        f"{component} {joules / 3.6e6:.6f}" for component, joules in sorted(by_component.items())
+    )
+    emissions = totals["emissions_grams"]
+    known = measured_j + modelled_j
+    measured_pct = 100.0 * measured_j / known if known else 0.0
+    return [
+        f"carbonscope: job {totals['job_id']} ({totals['name']}) "
+        f"{totals['state']} after {format_duration_s(float(totals['duration_s']))}",
+        f"  energy     {total_j / 3.6e6:.6f} kWh ({total_j:.1f} J)"
+        + (f": {parts} kWh" if parts else ""),
+        f"  emissions  {float(emissions['location']):.3f} gCO2e location-based, "
+        f"{float(emissions['market']):.3f} gCO2e market-based",
+        f"  source     {measured_pct:.0f}% measured, {100.0 - measured_pct if known else 0.0:.0f}%"
+        " modelled",
+    ]
