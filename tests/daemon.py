@@ -34,7 +34,9 @@ def parse(text: str) -> dict[tuple[str, Labels], float]:
 
 def short_socket_path() -> Path:
     """Unix socket paths are limited to 107 bytes: pytest's tmp paths can be longer."""
-    return Path(tempfile.mkdtemp(prefix="cs-")) / "jobs.sock"
+    directory = Path(tempfile.mkdtemp(prefix="cs-"))
+    directory.chmod(0o755)  # reachable by other uids, like /run/carbonscope
+    return directory / "jobs.sock"
 
 
 class Daemon:

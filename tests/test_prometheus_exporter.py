@@ -6,6 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from agent.jobs.registry import Caller, JobRegistry, JobsSettings
+from agent.jobs.validation import JobRequest
 from agent.sensors.base import SensorRoots
 from agent.sensors.rapl import RaplSensor
 from exporters.prometheus import render
@@ -13,19 +15,40 @@ from tests.conftest import MonitorFactory, require_tool
 from tests.fakes.clock import ManualClock
 from tests.fakes.intensity import SettableIntensity
 from tests.fakes.powercap import two_socket_server
+from tests.fakes.procfs import FakeProcess, make_procfs, write_process, write_uptime
 
 GOLDEN = Path(__file__).parent / "golden/two_socket_server.metrics"
 
 
 def two_socket_exposition(sysfs: Path, make_monitor: MonitorFactory, clock: ManualClock) -> bytes:
+    """Two sockets with psys, and one tagged job using a quarter of the busy CPU time."""
     tree = two_socket_server(sysfs)
+    procfs = make_procfs(sysfs.parent / "proc")
+    write_uptime(procfs.root, 1000.0)
+    job_process = FakeProcess(pid=4242, start_ticks=100_000, uid=0)
+    write_process(procfs.root, job_process)
+    registry = JobRegistry(
+        JobsSettings(),
+        SensorRoots(sysfs=sysfs, procfs=procfs.root),
+        ledger=None,
+        clock_ticks_per_s=100,
+        wall_clock_s=lambda: 1_700_000_000.0,
+        random_job_id=lambda: "j-0123456789ab",
+    )
+    registry.register(
+        Caller(1, 0, 0), JobRequest("bert-finetune", (("project", "llm"), ("team", "nlp")), (4242,))
+    )
     monitor = make_monitor(
         RaplSensor(SensorRoots(sysfs=sysfs)),
         intensity=SettableIntensity(56.0),
         pue=1.2,
         market_factor=10.0,
+        attributor=registry,
     )
     monitor.sample()
+    procfs.tick(busy=80, idle=120)
+    job_process.utime += 20
+    write_process(procfs.root, job_process)
     for zone, delta in {
         "intel-rapl:0": 150,
         "intel-rapl:0:0": 20,

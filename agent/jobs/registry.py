@@ -152,6 +152,7 @@ class JobRegistry:
         clock_ticks_per_s: int | None = None,
         wall_clock_s: Callable[[], float] = time.time,
         monotonic_s: Callable[[], float] = time.monotonic,
+        random_job_id: Callable[[], str] = lambda: "j-" + secrets.token_hex(6),
     ) -> None:
         self._settings = settings
         self._procfs = roots.procfs
@@ -160,6 +161,7 @@ class JobRegistry:
         self._ticks_per_s = clock_ticks_per_s or os.sysconf("SC_CLK_TCK")
         self._wall_clock_s = wall_clock_s
         self._monotonic_s = monotonic_s
+        self._random_job_id = random_job_id
         self._lock = threading.Lock()
         self._sampled = threading.Condition(self._lock)
         self._jobs: dict[str, _Job] = {}
@@ -245,7 +247,7 @@ class JobRegistry:
 
     def _new_job_id(self) -> str:
         while True:
-            job_id = "j-" + secrets.token_hex(6)
+            job_id = self._random_job_id()
             if job_id not in self._jobs and (
                 self._ledger is None or self._ledger.get(job_id) is None
             ):

@@ -1,0 +1,202 @@
+"""The job API on a real Unix socket: peer-credential authorisation and hostile requests."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.client import AgentUnavailable, JobApiError, JobClient
+from agent.errors import CarbonscopeError
+from agent.jobs.api import MAX_BODY_BYTES, JobApiServer
+from agent.jobs.registry import Caller, JobRegistry, JobsSettings
+from agent.jobs.validation import JobRequest
+from agent.ledger import JobLedger
+from agent.sensors.base import SensorRoots
+from tests.daemon import short_socket_path
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[tuple[JobRegistry, Path]]:
+    registry = JobRegistry(
+        JobsSettings(stop_wait_s=0.2),
+        SensorRoots(sysfs=tmp_path / "sys", procfs=Path("/proc")),
+        JobLedger(tmp_path / "ledger.sqlite"),
+    )
+    path = short_socket_path()
+    server = JobApiServer(path, registry)
+    server.start()
+    yield registry, path
+    server.stop()
+
+
+def raw_request(path: Path, request: bytes) -> tuple[int, dict[str, Any]]:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(str(path))
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def post(path: Path, target: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    return raw_request(
+        path,
+        f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body,
+    )
+
+
+def as_another_user(action: Callable[[], int]) -> str:
+    """Run ``action`` as a different uid than the job owner: as root, fork and become nobody;
+    as a normal user, we already are "another user" to root's processes and jobs."""
+    if os.geteuid() != 0:
+        return str(action())
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            os.write(write_end, str(action()).encode())
+        except BaseException as exc:
+            os.write(write_end, repr(exc).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(child, 0)
+    with os.fdopen(read_end) as reader:
+        return reader.read()
+
+
+def test_register_get_stop_round_trip(api: tuple[JobRegistry, Path]) -> None:
+    _registry, path = api
+    client = JobClient(path)
+    started = client.start("bert-finetune", {"team": "nlp"}, [os.getpid()])
+    assert started["state"] == "running" and started["tags"] == {"team": "nlp"}
+    job_id = started["job_id"]
+    assert client.get(job_id)["name"] == "bert-finetune"
+    assert [job["job_id"] for job in client.list()] == [job_id]
+    stopped = client.stop(job_id)
+    assert stopped["state"] == "finished"  # no sampler here: it ends after the stop wait
+    assert stopped["energy_joules_total"] == 0.0
+
+
+def test_another_user_cannot_register_roots_process_or_stop_roots_job(
+    api: tuple[JobRegistry, Path],
+) -> None:
+    registry, path = api
+    root_job = registry.register(Caller(1, 0, 0), JobRequest("root-job", (), (1,)))
+
+    def attempt() -> int:
+        status_register, _ = post(path, "/v1/jobs", b'{"name": "x", "pids": [1]}')
+        status_stop, _ = post(path, f"/v1/jobs/{root_job.job_id}/stop", b"")
+        return status_register * 1000 + status_stop
+
+    assert as_another_user(attempt) == str(403 * 1000 + 403)
+    assert registry.get(root_job.job_id).running
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"[1, 2]", 400, "must be a JSON object"),
+        (b'{"name": "x"}', 400, "pids is required"),
+        (b'{"name": "x", "pids": [1], "labels": {}}', 400, "unknown field"),
+        (b'{"name": "x", "pids": ["1"]}', 400, "not a process id"),
+        (b'{"name": "", "pids": [1]}', 400, "must not be empty"),
+        (b'{"name": "a\\"} evil{x=\\"", "pids": [1]}', 400, "quotes"),
+        (b'{"name": "line\\nbreak", "pids": [1]}', 400, "control characters"),
+        (b'{"name": "x", "tags": {"Bad-Key": "v"}, "pids": [1]}', 400, "tag key"),
+        (b'{"name": "x", "tags": {"team": "a\\\\b"}, "pids": [1]}', 400, "backslashes"),
+        (b'{"name": "' + b"n" * 129 + b'", "pids": [1]}', 400, "at most 128"),
+        (b'{"name": "x", "pids": [4194305]}', 400, "not a process id"),
+        (b'{"name": "x", "pids": [4194000]}', 404, "no such process"),
+    ],
+)
+def test_bad_requests_get_a_4xx_json_error(
+    api: tuple[JobRegistry, Path], body: bytes, status: int, message: str
+) -> None:
+    _registry, path = api
+    got_status, answer = post(path, "/v1/jobs", body)
+    assert got_status == status
+    assert message in answer["error"]
+
+
+def test_a_thousand_tags_oversized_bodies_and_odd_requests(
+    api: tuple[JobRegistry, Path],
+) -> None:
+    _registry, path = api
+    tags = {f"k{i}": "v" for i in range(1000)}
+    status, answer = post(
+        path, "/v1/jobs", json.dumps({"name": "x", "tags": tags, "pids": [1]}).encode()
+    )
+    assert status == 400 and "too many tags: 1000" in answer["error"]
+    status, answer = raw_request(
+        path, f"POST /v1/jobs HTTP/1.1\r\nContent-Length: {MAX_BODY_BYTES + 1}\r\n\r\n".encode()
+    )
+    assert status == 413
+    status, _ = raw_request(path, b"POST /v1/jobs HTTP/1.1\r\n\r\n")
+    assert status == 411
+    status, _ = raw_request(path, b"DELETE /v1/jobs HTTP/1.1\r\n\r\n")
+    assert status == 405
+    status, _ = raw_request(path, b"GET /v1/jobs/..%2f..%2fetc HTTP/1.1\r\n\r\n")
+    assert status == 404
+    status, _ = raw_request(path, b"GET /v2/anything HTTP/1.1\r\n\r\n")
+    assert status == 404
+    status, _ = raw_request(path, b"GET /v1/jobs/j-000000000000 HTTP/1.1\r\n\r\n")
+    assert status == 404
+    # still serving after all of that
+    assert JobClient(path).list() == []
+
+
+def test_socket_is_connectable_by_everyone_and_a_live_socket_is_never_stolen(
+    api: tuple[JobRegistry, Path], tmp_path: Path
+) -> None:
+    registry, path = api
+    assert path.stat().st_mode & 0o777 == 0o666
+    with pytest.raises(CarbonscopeError, match="already serving"):
+        JobApiServer(path, registry)
+
+
+def test_client_error_when_the_agent_is_absent(tmp_path: Path) -> None:
+    with pytest.raises(AgentUnavailable, match="no carbonscope agent"):
+        JobClient(tmp_path / "nothing.sock").list()
+    with pytest.raises(JobApiError):
+        raise JobApiError(400, "x")
+
+
+def test_track_job_warns_without_an_agent_and_raises_when_strict(tmp_path: Path) -> None:
+    """Run in a clean interpreter that imports only the standard-library client."""
+    script = f"""
+import sys, warnings
+from agent import track_job
+heavy = {{"pydantic", "click", "rich", "psutil", "prometheus_client", "apscheduler"}}
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    with track_job("offline", socket_path={str(tmp_path / "none.sock")!r}) as job:
+        pass
+assert job.energy_joules is None and not job.tracked
+assert "not tracking job 'offline'" in str(caught[0].message)
+try:
+    with track_job("strict", strict=True, socket_path={str(tmp_path / "none.sock")!r}):
+        raise SystemExit("block must not run")
+except Exception as exc:
+    assert type(exc).__name__ == "AgentUnavailable", exc
+assert not heavy & {{name.split(".")[0] for name in sys.modules}}, sys.modules.keys()
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.stdout.strip() == "ok", result.stderr
