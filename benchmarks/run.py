@@ -6,6 +6,7 @@ a scrape that does no work beyond sending bytes, and a resident set under 100 Mi
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import tempfile
@@ -19,11 +20,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agent.accounting.monitor import CarbonSettings, Monitor
 from agent.carbon.intensity import StaticIntensityProvider
 from agent.carbon.location import ResolvedLocation
+from agent.jobs.registry import Caller, JobRegistry, JobsSettings
+from agent.jobs.validation import JobRequest
 from agent.sensors.base import SensorRoots
 from agent.sensors.rapl import RaplSensor
 from exporters.prometheus import render
 from tests.daemon import Daemon
 from tests.fakes.powercap import FakePowercap
+from tests.fakes.procfs import FakeProcess, make_procfs, write_process, write_uptime
 
 
 def timed(fn: Callable[[], object], repeat: int) -> list[float]:
@@ -42,6 +46,32 @@ def server_tree(sysfs: Path, sockets: int) -> FakePowercap:
         tree.add_zone((socket, 0), "dram", 1000)
     tree.add_zone((sockets,), "psys", 1000)
     return tree
+
+
+def job_sampler(sysfs: Path, procfs: Path, jobs: int | None) -> Callable[[], object]:
+    """A monitor with the job registry: 5 RAPL zones, tagged jobs tracked through procfs."""
+    roots = SensorRoots(sysfs=sysfs, procfs=procfs)
+    registry = JobRegistry(JobsSettings(detect_cgroups=False), roots, ledger=None)
+    if jobs is None:
+        registry.register(Caller(1, 0, 0), JobRequest("bench", (), (os.getpid(),)))
+    else:
+        make_procfs(procfs, threads=64)
+        write_uptime(procfs, 1000.0)
+        for pid in range(100, 2100):
+            parent = pid if (pid - 100) % 10 == 0 else pid - (pid - 100) % 10 + 0
+            write_process(procfs, FakeProcess(pid, ppid=1 if parent == pid else parent, uid=0))
+        for job in range(jobs):
+            registry.register(Caller(1, 0, 0), JobRequest(f"job{job}", (), (100 + 10 * job,)))
+    sensor = RaplSensor(roots)
+    monitor = Monitor(
+        [(sensor, sensor.discover())],
+        StaticIntensityProvider(ResolvedLocation("FR", "config", "")),
+        CarbonSettings(1.2, None),
+        interval_s=1.0,
+        version="bench",
+        attributor=registry,
+    )
+    return monitor.sample
 
 
 def rss_mib(pid: int) -> float:
@@ -86,10 +116,26 @@ def main() -> None:
                 )
             )
 
+        for label, procfs, jobs in (
+            ("this machine's /proc, 1 job", Path("/proc"), None),
+            ("fake /proc: 2000 processes, 200 jobs", Path(tmp) / "proc", 200),
+        ):
+            sample = timed(job_sampler(Path(tmp) / "sys2", procfs, jobs), 300)
+            rows.append(
+                (
+                    f"sample with attribution ({label})",
+                    f"{statistics.median(sample) * 1e6:.0f} us",
+                    f"{statistics.quantiles(sample, n=100)[98] * 1e6:.0f} us",
+                    "300",
+                )
+            )
+
         sysfs = Path(tmp) / "daemon-sys"
         server_tree(sysfs, 2)
         daemon = Daemon(
-            ["--sysfs-root", str(sysfs), "--interval", "100ms"], env={"CARBONSCOPE_CONFIG": ""}
+            ["--sysfs-root", str(sysfs), "--interval", "100ms"],
+            workdir=Path(tmp),
+            env={"CARBONSCOPE_CONFIG": ""},
         )
         try:
             daemon.wait_ready()

@@ -97,12 +97,14 @@ def track(
             owner[pid] = job_id
             stack.extend(children.get(pid, ()))
 
+    members_of: dict[str, dict[Identity, ProcStat]] = {job_id: {} for job_id in jobs}
+    for pid, owner_id in owner.items():
+        members_of[owner_id][table[pid].identity] = table[pid]
+
     cpu: dict[str, dict[int, int]] = {}
     alive_jobs: set[str] = set()
     for job_id, job in jobs.items():
-        current = {
-            table[pid].identity: table[pid] for pid, owner_id in owner.items() if owner_id == job_id
-        }
+        current = members_of[job_id]
         per_pid: dict[int, int] = {}
         for identity, stat in current.items():
             total = stat.own_ticks + stat.reaped_ticks
