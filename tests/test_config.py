@@ -52,6 +52,10 @@ def test_valid_file_passes(tmp_path: Path) -> None:
         ('[carbon]\nlocation = "Atlantis"\n', "carbon.location", "unknown location"),
         ('[agent]\nlisten = "9377"\n', "agent.listen", "HOST:PORT"),
         ('[sensors]\nenable = ["rapl", "telepathy"]\n', "sensors.enable.1", "Input should be"),
+        ('[jobs]\npromoted_tags = ["Team-Name"]\n', "jobs.promoted_tags", "cannot become labels"),
+        ('[jobs]\nflush = "1h"\n', "jobs.flush", "between 100ms and 5m"),
+        ("[jobs]\nmax_exported = -1\n", "jobs.max_exported", "greater than or equal to 0"),
+        ('[jobs]\nkeep_finished = "soon"\n', "jobs.keep_finished", "invalid duration"),
     ],
 )
 def test_bad_value_exits_2_with_one_line_naming_the_key(
