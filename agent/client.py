@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
 import socket
 import warnings
 from collections.abc import Mapping
@@ -69,7 +68,11 @@ class JobClient:
     def start(
         self, name: str, tags: Mapping[str, str] | None = None, pids: list[int] | None = None
     ) -> dict[str, Any]:
-        body = {"name": name, "tags": dict(tags or {}), "pids": pids or [os.getpid()]}
+        """Register a job; without ``pids`` the job is this process (as the agent sees it
+        through SO_PEERCRED, which also works from inside a container's PID namespace)."""
+        body: dict[str, Any] = {"name": name, "tags": dict(tags or {})}
+        if pids:
+            body["pids"] = pids
         return self._request("POST", "/v1/jobs", body)
 
     def stop(self, job_id: str) -> dict[str, Any]:
@@ -161,7 +164,7 @@ class track_job(contextlib.ContextDecorator):
     def __enter__(self) -> track_job:
         self.job_id, self.totals = None, None
         try:
-            self.job_id = str(self._client.start(self.name, self.tags, [os.getpid()])["job_id"])
+            self.job_id = str(self._client.start(self.name, self.tags)["job_id"])
         except JobClientError as exc:
             if self.strict:
                 raise

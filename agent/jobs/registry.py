@@ -197,7 +197,7 @@ class JobRegistry:
 
     def register(self, caller: Caller, request: JobRequest) -> JobRecord:
         stats = []
-        for pid in request.pids:
+        for pid in request.pids or (caller.pid,):
             stat = read_pid_stat(self._procfs, pid)
             owner_uid = read_pid_uid(self._procfs, pid)
             if stat is None or owner_uid is None:
@@ -240,7 +240,7 @@ class JobRegistry:
             job_id,
             request.name,
             caller.uid,
-            ", ".join(map(str, request.pids)),
+            ", ".join(map(str, request.pids or (caller.pid,))),
         )
         self.flush()  # written on start
         return job.record()

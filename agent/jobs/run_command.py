@@ -49,7 +49,7 @@ def run_as_job(
     """Run ``command`` as a job; return its exit status and the job's totals (None untracked)."""
     job_id: str | None = None
     try:
-        job_id = str(client.start(name, tags, [os.getpid()])["job_id"])
+        job_id = str(client.start(name, tags)["job_id"])  # this process: the command's parent
     except AgentUnavailable as exc:
         print(f"carbonscope: warning: {exc}; running the command untracked", file=err)
     except JobApiError as exc:

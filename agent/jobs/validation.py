@@ -93,11 +93,10 @@ def parse_job_request(body: Any) -> JobRequest:
         raise JobRequestError(f"unknown field(s): {', '.join(map(str, unknown))}")
     if "name" not in body:
         raise JobRequestError("name is required")
-    if "pids" not in body:
-        raise JobRequestError("pids is required")
-    return JobRequest(
-        validate_name(body["name"]), validate_tags(body.get("tags")), validate_pids(body["pids"])
-    )
+    # Without pids the job is the caller's own process, as the kernel names it (SO_PEERCRED):
+    # right even when the caller sits in another PID namespace (a container).
+    pids = validate_pids(body["pids"]) if "pids" in body else ()
+    return JobRequest(validate_name(body["name"]), validate_tags(body.get("tags")), pids)
 
 
 def validate_job_id(job_id: str) -> str:
