@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from agent.client import AgentUnavailable, JobApiError, JobClient
+from agent.client import AgentUnavailable, JobApiError, JobClient, track_job
 from agent.errors import CarbonscopeError
 from agent.jobs.api import MAX_BODY_BYTES, JobApiServer
 from agent.jobs.registry import Caller, JobRegistry, JobsSettings
@@ -202,3 +202,20 @@ print("ok")
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_track_job_as_context_manager_and_decorator(api: tuple[JobRegistry, Path]) -> None:
+    registry, path = api
+    with track_job("ctx", tags={"team": "nlp"}, socket_path=path) as job:
+        assert registry.get(str(job.job_id)).running
+    assert job.tracked and job.energy_joules == 0.0 and job.emissions_grams == 0.0
+    assert job.totals is not None and job.totals["state"] == "finished"
+
+    tracker = track_job("deco", socket_path=path)
+
+    @tracker
+    def train() -> str:
+        return "trained"
+
+    assert train() == "trained"
+    assert tracker.totals is not None and tracker.totals["name"] == "deco"
