@@ -39,6 +39,12 @@ def timed(fn: Callable[[], object], repeat: int) -> list[float]:
     return samples
 
 
+def timing_row(label: str, samples: list[float]) -> tuple[str, str, str, str]:
+    median = statistics.median(samples) * 1e6
+    p99 = statistics.quantiles(samples, n=100)[98] * 1e6
+    return label, f"{median:.0f} us", f"{p99:.0f} us", str(len(samples))
+
+
 def server_tree(sysfs: Path, sockets: int) -> FakePowercap:
     tree = FakePowercap(sysfs)
     for socket in range(sockets):
@@ -99,36 +105,15 @@ def main() -> None:
             sample = timed(monitor.sample, 2000)
             snapshot = monitor.sample()
             rendering = timed(lambda snapshot=snapshot: render(snapshot), 2000)
-            rows.append(
-                (
-                    f"sample ({zones} RAPL zones)",
-                    f"{statistics.median(sample) * 1e6:.0f} us",
-                    f"{statistics.quantiles(sample, n=100)[98] * 1e6:.0f} us",
-                    "2000",
-                )
-            )
-            rows.append(
-                (
-                    f"render /metrics ({zones} zones)",
-                    f"{statistics.median(rendering) * 1e6:.0f} us",
-                    f"{statistics.quantiles(rendering, n=100)[98] * 1e6:.0f} us",
-                    "2000",
-                )
-            )
+            rows.append(timing_row(f"sample ({zones} RAPL zones)", sample))
+            rows.append(timing_row(f"render /metrics ({zones} zones)", rendering))
 
         for label, procfs, jobs in (
             ("this machine's /proc, 1 job", Path("/proc"), None),
             ("fake /proc: 2000 processes, 200 jobs", Path(tmp) / "proc", 200),
         ):
             sample = timed(job_sampler(Path(tmp) / "sys2", procfs, jobs), 300)
-            rows.append(
-                (
-                    f"sample with attribution ({label})",
-                    f"{statistics.median(sample) * 1e6:.0f} us",
-                    f"{statistics.quantiles(sample, n=100)[98] * 1e6:.0f} us",
-                    "300",
-                )
-            )
+            rows.append(timing_row(f"sample with attribution ({label})", sample))
 
         sysfs = Path(tmp) / "daemon-sys"
         server_tree(sysfs, 2)
@@ -143,14 +128,7 @@ def main() -> None:
             scrape = timed(
                 lambda: urllib.request.urlopen(daemon.url + "/metrics", timeout=5).read(), 500
             )
-            rows.append(
-                (
-                    "scrape over HTTP (5 zones)",
-                    f"{statistics.median(scrape) * 1e6:.0f} us",
-                    f"{statistics.quantiles(scrape, n=100)[98] * 1e6:.0f} us",
-                    "500",
-                )
-            )
+            rows.append(timing_row("scrape over HTTP (5 zones)", scrape))
             rows.append(
                 ("daemon RSS after warm-up", f"{rss_mib(daemon.process.pid):.1f} MiB", "-", "-")
             )

@@ -20,6 +20,8 @@ from tests.fakes.powercap import two_socket_server
 
 pytestmark = pytest.mark.e2e
 
+JOB_RUN = (sys.executable, "-m", "agent", "job", "run")
+
 BUSY_CHILD = """
 import pathlib, sys, time
 pathlib.Path(sys.argv[1]).write_text(str(__import__("os").getpid()))
@@ -67,11 +69,7 @@ def test_job_run_gets_its_cpu_share_and_its_gpu_energy(nvml_library: Path, tmp_p
         daemon.wait_ready()
         runner = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "agent",
-                "job",
-                "run",
+                *JOB_RUN,
                 "--name",
                 "e2e-train",
                 "--tag",
@@ -227,11 +225,7 @@ def test_job_survives_a_daemon_sigkill_losing_at_most_one_flush_interval(
 def test_job_run_without_an_agent_warns_and_runs_the_command(tmp_path: Path) -> None:
     result = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "agent",
-            "job",
-            "run",
+            *JOB_RUN,
             "--name",
             "offline",
             "--",
@@ -260,11 +254,7 @@ def test_job_run_passes_signals_on_and_reports_death_by_signal(tmp_path: Path) -
     )
     runner = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "agent",
-            "job",
-            "run",
+            *JOB_RUN,
             "--name",
             "sig",
             "--",
@@ -282,11 +272,7 @@ def test_job_run_passes_signals_on_and_reports_death_by_signal(tmp_path: Path) -
     assert marker.read_text() == "x"
     killed = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "agent",
-            "job",
-            "run",
+            *JOB_RUN,
             "--name",
             "k",
             "--",
@@ -304,11 +290,7 @@ def test_job_run_passes_signals_on_and_reports_death_by_signal(tmp_path: Path) -
 def test_job_run_bad_tag_is_a_usage_error_before_anything_runs(tmp_path: Path) -> None:
     result = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "agent",
-            "job",
-            "run",
+            *JOB_RUN,
             "--name",
             "x",
             "--tag",

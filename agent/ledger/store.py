@@ -111,13 +111,6 @@ class JobLedger:
     def recent(self, limit: int) -> list[JobRecord]:
         return self._query("ORDER BY started_at DESC LIMIT ?", (limit,))
 
-    def between(self, since: float, until: float) -> list[JobRecord]:
-        """Jobs that overlap [since, until)."""
-        return self._query(
-            "WHERE started_at < ? AND (ended_at IS NULL OR ended_at >= ?) ORDER BY started_at",
-            (until, since),
-        )
-
     def _query(self, where: str, args: tuple[object, ...]) -> list[JobRecord]:
         with self._lock:
             rows = self._db.execute(f"SELECT {_COLUMNS} FROM jobs {where}", args).fetchall()
