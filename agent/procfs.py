@@ -77,19 +77,32 @@ def parse_pid_stat(text: str) -> ProcStat:
     )
 
 
-def read_pid_stat(procfs: Path, pid: int) -> ProcStat | None:
-    """None when the process is gone (or was never there)."""
+def _read_stat_file(path: str) -> ProcStat | None:
+    """One /proc/PID/stat through plain os calls (the table scan does thousands per sample,
+    and pathlib's per-call overhead dominated it: benchmarks/run.py). None once it is gone."""
     try:
-        return parse_pid_stat((procfs / str(pid) / "stat").read_text(errors="replace"))
-    except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+        fd = os.open(path, os.O_RDONLY)
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    try:
+        raw = os.read(fd, 4096)
+    except ProcessLookupError:  # exited between open and read
+        return None
+    finally:
+        os.close(fd)
+    try:
+        return parse_pid_stat(raw.decode(errors="replace"))
+    except (ValueError, IndexError):
         return None
 
 
-def read_process_table(procfs: Path) -> dict[int, ProcStat]:
-    """Every process now. Processes that exit during the scan are simply absent.
+def read_pid_stat(procfs: Path, pid: int) -> ProcStat | None:
+    """None when the process is gone (or was never there)."""
+    return _read_stat_file(f"{os.fspath(procfs)}/{pid}/stat")
 
-    Called every sample while tagged jobs run: plain os calls on string paths, because
-    pathlib's per-call overhead dominated the scan (benchmarks/run.py)."""
+
+def read_process_table(procfs: Path) -> dict[int, ProcStat]:
+    """Every process now. Processes that exit during the scan are simply absent."""
     table: dict[int, ProcStat] = {}
     root = os.fspath(procfs)
     try:
@@ -97,23 +110,8 @@ def read_process_table(procfs: Path) -> dict[int, ProcStat]:
     except FileNotFoundError:
         return table
     for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            fd = os.open(f"{root}/{name}/stat", os.O_RDONLY)
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        try:
-            raw = os.read(fd, 4096)
-        except ProcessLookupError:  # exited between open and read
-            continue
-        finally:
-            os.close(fd)
-        try:
-            stat = parse_pid_stat(raw.decode(errors="replace"))
-        except (ValueError, IndexError):
-            continue
-        table[stat.pid] = stat
+        if name.isdigit() and (stat := _read_stat_file(f"{root}/{name}/stat")) is not None:
+            table[stat.pid] = stat
     return table
 
 

@@ -63,21 +63,24 @@ def job_sampler(sysfs: Path, procfs: Path, jobs: int | None) -> Callable[[], obj
     else:
         make_procfs(procfs, threads=64)
         write_uptime(procfs, 1000.0)
-        for pid in range(100, 2100):
-            parent = pid if (pid - 100) % 10 == 0 else pid - (pid - 100) % 10 + 0
-            write_process(procfs, FakeProcess(pid, ppid=1 if parent == pid else parent, uid=0))
+        for pid in range(100, 2100):  # 200 trees of 10: a leader and its 9 children
+            leader = pid - (pid - 100) % 10
+            write_process(procfs, FakeProcess(pid, ppid=1 if pid == leader else leader, uid=0))
         for job in range(jobs):
             registry.register(Caller(1, 0, 0), JobRequest(f"job{job}", (), (100 + 10 * job,)))
+    return rapl_monitor(roots, registry).sample
+
+
+def rapl_monitor(roots: SensorRoots, attributor: JobRegistry | None = None) -> Monitor:
     sensor = RaplSensor(roots)
-    monitor = Monitor(
+    return Monitor(
         [(sensor, sensor.discover())],
         StaticIntensityProvider(ResolvedLocation("FR", "config", "")),
         CarbonSettings(1.2, None),
         interval_s=1.0,
         version="bench",
-        attributor=registry,
+        attributor=attributor,
     )
-    return monitor.sample
 
 
 def rss_mib(pid: int) -> float:
@@ -93,14 +96,7 @@ def main() -> None:
         for sockets in (2, 8):
             sysfs = Path(tmp) / f"sys{sockets}"
             server_tree(sysfs, sockets)
-            sensor = RaplSensor(SensorRoots(sysfs=sysfs))
-            monitor = Monitor(
-                [(sensor, sensor.discover())],
-                StaticIntensityProvider(ResolvedLocation("FR", "config", "")),
-                CarbonSettings(1.2, None),
-                interval_s=1.0,
-                version="bench",
-            )
+            monitor = rapl_monitor(SensorRoots(sysfs=sysfs))
             zones = 2 * sockets + 1
             sample = timed(monitor.sample, 2000)
             snapshot = monitor.sample()

@@ -173,11 +173,13 @@ def test_socket_is_connectable_by_everyone_and_a_live_socket_is_never_stolen(
         JobApiServer(path, registry)
 
 
-def test_client_error_when_the_agent_is_absent(tmp_path: Path) -> None:
+def test_client_errors_name_the_cause(tmp_path: Path, api: tuple[JobRegistry, Path]) -> None:
     with pytest.raises(AgentUnavailable, match="no carbonscope agent"):
         JobClient(tmp_path / "nothing.sock").list()
-    with pytest.raises(JobApiError):
-        raise JobApiError(400, "x")
+    _registry, path = api
+    with pytest.raises(JobApiError) as refused:
+        JobClient(path).get("j-000000000000")
+    assert refused.value.status == 404 and "no such job" in str(refused.value)
 
 
 def test_track_job_warns_without_an_agent_and_raises_when_strict(tmp_path: Path) -> None:

@@ -22,6 +22,18 @@ pytestmark = pytest.mark.e2e
 
 JOB_RUN = (sys.executable, "-m", "agent", "job", "run")
 
+
+def job_run_without_agent(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`carbonscope job run ARGS` with the socket pointing where no agent listens."""
+    return subprocess.run(
+        [*JOB_RUN, *args],
+        env={**os.environ, "CARBONSCOPE_SOCKET": str(tmp_path / "absent.sock")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 BUSY_CHILD = """
 import pathlib, sys, time
 pathlib.Path(sys.argv[1]).write_text(str(__import__("os").getpid()))
@@ -223,20 +235,8 @@ def test_job_survives_a_daemon_sigkill_losing_at_most_one_flush_interval(
 
 
 def test_job_run_without_an_agent_warns_and_runs_the_command(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            *JOB_RUN,
-            "--name",
-            "offline",
-            "--",
-            "sh",
-            "-c",
-            "echo hello; exit 7",
-        ],
-        env={**os.environ, "CARBONSCOPE_SOCKET": str(tmp_path / "absent.sock")},
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = job_run_without_agent(
+        tmp_path, "--name", "offline", "--", "sh", "-c", "echo hello; exit 7"
     )
     assert result.returncode == 7
     assert result.stdout == "hello\n"
@@ -253,15 +253,7 @@ def test_job_run_passes_signals_on_and_reports_death_by_signal(tmp_path: Path) -
         "time.sleep(60)\n"
     )
     runner = subprocess.Popen(
-        [
-            *JOB_RUN,
-            "--name",
-            "sig",
-            "--",
-            sys.executable,
-            "-c",
-            script,
-        ],
+        [*JOB_RUN, "--name", "sig", "--", sys.executable, "-c", script],
         env={**os.environ, "CARBONSCOPE_SOCKET": str(tmp_path / "absent.sock")},
         stderr=subprocess.PIPE,
         text=True,
@@ -270,38 +262,13 @@ def test_job_run_passes_signals_on_and_reports_death_by_signal(tmp_path: Path) -
     runner.send_signal(signal.SIGTERM)
     assert runner.wait(timeout=30) == 143
     assert marker.read_text() == "x"
-    killed = subprocess.run(
-        [
-            *JOB_RUN,
-            "--name",
-            "k",
-            "--",
-            "sh",
-            "-c",
-            "kill -KILL $$",
-        ],
-        env={**os.environ, "CARBONSCOPE_SOCKET": str(tmp_path / "absent.sock")},
-        capture_output=True,
-        timeout=60,
-    )
+    killed = job_run_without_agent(tmp_path, "--name", "k", "--", "sh", "-c", "kill -KILL $$")
     assert killed.returncode == 128 + signal.SIGKILL
 
 
 def test_job_run_bad_tag_is_a_usage_error_before_anything_runs(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            *JOB_RUN,
-            "--name",
-            "x",
-            "--tag",
-            "Team=1",
-            "--",
-            "touch",
-            str(tmp_path / "ran"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = job_run_without_agent(
+        tmp_path, "--name", "x", "--tag", "Team=1", "--", "touch", str(tmp_path / "ran")
     )
     assert result.returncode == 2
     assert "--tag" in result.stderr and "Traceback" not in result.stderr

@@ -39,10 +39,10 @@ from agent.procfs import (
     read_uptime_ticks,
 )
 from agent.sensors.base import Component, GpuDetails, SensorRoots
+from agent.sensors.model import SOURCE as MODEL_SOURCE
 
 log = logging.getLogger(__name__)
 
-MODEL_SOURCE = "model"
 US_PER_S = 1_000_000
 
 
@@ -169,7 +169,7 @@ class JobRegistry:
         self._buckets: dict[tuple[Component, Bucket], int] = {}
         self._previous_cpu: CpuTimes | None = None
         self._previous_uptime_ticks: int | None = None
-        self._cgroup_scans = 0
+        self._cgroups_scanned = False
         self._retired_cgroups: set[str] = set()
         self._pid_cgroups: dict[tuple[int, int], dict[str, str]] = {}
         self._resumable_cgroup_jobs: dict[str, JobRecord] = {}
@@ -210,6 +210,7 @@ class JobRegistry:
                 )
             stats.append(stat)
         now = self._wall_clock_s()
+        job_id = self._unused_job_id()
         with self._lock:
             running = sum(
                 1 for job in self._jobs.values() if job.running and job.base.uid == caller.uid
@@ -220,7 +221,8 @@ class JobRegistry:
                     f"(at most {self._settings.max_running_per_user})",
                     status=429,
                 )
-            job_id = self._new_job_id()
+            if job_id in self._jobs:  # registered meanwhile: 48 random bits make this moot
+                raise JobRequestError("job id collision, please retry", status=503)
             self._seq += 1
             record = JobRecord(
                 job_id=job_id,
@@ -235,6 +237,7 @@ class JobRegistry:
             job = _Job(base=record, seq=self._seq, processes=JobProcesses.register(stats))
             job.updated_at = now
             self._jobs[job_id] = job
+            record = job.record()
         log.info(
             "job %s (%s) registered by uid %d: pids %s",
             job_id,
@@ -243,26 +246,26 @@ class JobRegistry:
             ", ".join(map(str, request.pids or (caller.pid,))),
         )
         self.flush()  # written on start
-        return job.record()
+        return record
 
-    def _new_job_id(self) -> str:
+    def _unused_job_id(self) -> str:
+        """A fresh id, checked against the ledger outside the lock the sampler takes."""
         while True:
             job_id = self._random_job_id()
-            if job_id not in self._jobs and (
-                self._ledger is None or self._ledger.get(job_id) is None
-            ):
+            if self._ledger is None or self._ledger.get(job_id) is None:
                 return job_id
 
     def stop(self, caller: Caller, job_id: str) -> JobRecord:
         """End a job at the next sample (so its last interval is counted) and return its totals."""
-        with self._sampled:
+        with self._lock:
             job = self._jobs.get(job_id)
-            if job is None:
-                stored = self._ledger.get(job_id) if self._ledger else None
-                if stored is None:
-                    raise JobRequestError(f"no such job: {job_id}", status=404)
-                self._authorise(caller, stored)
-                return stored
+        if job is None:  # finished and expired from memory: the ledger has its totals
+            stored = self._ledger.get(job_id) if self._ledger else None
+            if stored is None:
+                raise JobRequestError(f"no such job: {job_id}", status=404)
+            self._authorise(caller, stored)
+            return stored
+        with self._sampled:
             self._authorise(caller, job.base)
             if job.running:
                 job.stop_requested = True
@@ -271,8 +274,9 @@ class JobRegistry:
                     self._sampled.wait(left)
                 if job.running:  # sampling stalled: end it now rather than never
                     job.end(self._wall_clock_s())
+            record = job.record()
         self.flush()  # written on stop
-        return job.record()
+        return record
 
     @staticmethod
     def _authorise(caller: Caller, record: JobRecord) -> None:
@@ -398,8 +402,7 @@ class JobRegistry:
         gpus: tuple[GpuDetails, ...],
         now: float,
     ) -> None:
-        first_scan = self._cgroup_scans == 0
-        self._cgroup_scans += 1
+        first_scan, self._cgroups_scanned = not self._cgroups_scanned, True
         found = {job.job_id: job for job in discover_cgroup_jobs(self._cgroup_root)}
         for job_id, cgroup in found.items():
             if job_id in self._jobs or job_id in self._retired_cgroups:
