@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -15,6 +16,9 @@ from agent import __version__
 from agent.config import load_config
 from agent.config.durations import parse_duration
 from agent.errors import CarbonscopeError, ConfigError
+
+if TYPE_CHECKING:
+    from agent.probe import ProbeResult
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -135,13 +139,45 @@ def probe(
         for source, lines in result.details.items():
             for line in lines:
                 console.print(f"[dim]{source}:[/dim] {line}")
-        intensity = result.intensity
-        console.print(
-            f"grid: {intensity.location} ({intensity.resolved_by}: {intensity.detail}) "
-            f"{intensity.g_per_kwh:.1f} gCO2e/kWh {intensity.signal}, "
-            f"provider {intensity.provider}, PUE {result.pue:g}"
-        )
+        _print_grid(console, result)
     sys.exit(0 if result.any_working else EXIT_RUNTIME)
+
+
+def _age_text(seconds: float) -> str:
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def _print_grid(console: Console, result: ProbeResult) -> None:
+    for value in (result.intensity, result.marginal):
+        if value is not None:
+            console.print(
+                f"grid: {value.location} ({value.resolved_by}: {value.detail}) "
+                f"{value.g_per_kwh:.1f} gCO2e/kWh {value.signal}, "
+                f"provider {value.provider}, age {_age_text(value.age_s)}, "
+                f"emission factor {value.emission_factor_type}",
+                markup=False,
+            )
+    console.print(f"PUE {result.pue:g}")
+    feed = result.feed
+    if feed is None:
+        return
+    last = feed.last_value
+    newest = (
+        f"{last.g_per_kwh:.1f} gCO2e/kWh {last.signal} for {last.location}, "
+        f"age {_age_text(last.age_s)}"
+        if last
+        else "none"
+    )
+    console.print(
+        f"provider {feed.provider}: {feed.state} ({'up' if feed.up else 'down'}); "
+        f"last value: {newest}; last error: {feed.last_error or 'none'}",
+        markup=False,
+    )
 
 
 @cli.group()

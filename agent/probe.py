@@ -9,8 +9,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from agent.accounting.monitor import CarbonSettings, Monitor
-from agent.carbon.intensity import IntensityValue, StaticIntensityProvider
+from agent.carbon.feed import IntensityFeed
+from agent.carbon.intensity import FeedStatus, IntensityValue
 from agent.carbon.location import resolve_location
+from agent.carbon.providers.registry import build_intensity_provider
 from agent.config.schema import Config
 from agent.sensors.base import Discovery, GpuDetails, Sensor, SensorRoots, SourceStatus
 from agent.sensors.registry import every_source, select_sensors
@@ -34,8 +36,10 @@ class ProbeResult:
     rows: list[ProbeRow]
     gpus: list[GpuDetails]
     details: dict[str, list[str]]
-    intensity: IntensityValue
+    intensity: IntensityValue  # the average value in force
     pue: float
+    marginal: IntensityValue | None = None
+    feed: FeedStatus | None = None  # the live provider after one fetch; None with "static"
 
     @property
     def any_working(self) -> bool:
@@ -46,7 +50,12 @@ class ProbeResult:
             "sources": [asdict(row) for row in self.rows],
             "gpus": [asdict(gpu) for gpu in self.gpus],
             "details": self.details,
-            "carbon": {**asdict(self.intensity), "pue": self.pue},
+            "carbon": {
+                **asdict(self.intensity),
+                "pue": self.pue,
+                "marginal": asdict(self.marginal) if self.marginal else None,
+                "feed": _feed_json(self.feed),
+            },
             "ok": self.any_working,
         }
 
@@ -61,7 +70,11 @@ def run_probe(
     sensors: list[tuple[Sensor, Discovery]] = [
         (sensor, sensor.discover()) for sensor in every_source(config.sensors, roots)
     ]
-    provider = StaticIntensityProvider(resolve_location(config.carbon.location, env))
+    provider = build_intensity_provider(
+        config.carbon, resolve_location(config.carbon.location, env)
+    )
+    if isinstance(provider, IntensityFeed):
+        provider.refresh_once()  # one fetch, within carbon.timeout; its error is shown
     monitor = Monitor(
         sensors,
         intensity=provider,
@@ -105,4 +118,26 @@ def run_probe(
     details = {
         sensor.name: list(discovery.details) for sensor, discovery in sensors if discovery.details
     }
-    return ProbeResult(rows, list(snapshot.gpus), details, snapshot.intensity, config.carbon.pue)
+    return ProbeResult(
+        rows,
+        list(snapshot.gpus),
+        details,
+        snapshot.intensity,
+        config.carbon.pue,
+        snapshot.marginal_intensity,
+        snapshot.feed,
+    )
+
+
+def _feed_json(feed: FeedStatus | None) -> dict[str, Any] | None:
+    if feed is None:
+        return None
+    return {
+        "provider": feed.provider,
+        "state": feed.state,
+        "up": feed.up,
+        "signal": feed.signal,
+        "last_value": asdict(feed.last_value) if feed.last_value else None,
+        "last_error": feed.last_error,
+        "forecast_points": len(feed.forecast),
+    }

@@ -118,7 +118,7 @@ def test_static_provider_labels_its_value() -> None:
     provider = StaticIntensityProvider(
         ResolvedLocation("DE", "timezone", "time zone Europe/Berlin -> DE")
     )
-    value = provider.current(0.0)
+    value = provider.current(0.0).average
     assert (value.location, value.provider, value.signal) == ("DE", "static", "average")
     assert value.g_per_kwh == country_value("DEU")
     assert "Europe/Berlin" in value.detail

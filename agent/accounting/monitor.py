@@ -15,15 +15,16 @@ from typing import Protocol
 
 from agent.accounting.attribution import SampleEnergy
 from agent.accounting.energy import NS_PER_S, DeviceAccount, grams
+from agent.accounting.intensity_log import IntensityLog
 from agent.accounting.node import NodeEnergyPlan
 from agent.accounting.snapshot import (
     SAMPLE_DURATION_BUCKETS_S,
     AttributionView,
     DeviceEnergy,
-    Histogram,
     Snapshot,
 )
 from agent.carbon.intensity import IntensityProvider
+from agent.histogram import Histogram
 from agent.sensors.base import (
     CounterReading,
     DeviceKey,
@@ -64,6 +65,7 @@ class Monitor:
         clock_ns: Callable[[], int] = time.monotonic_ns,
         wall_clock_s: Callable[[], float] = time.time,
         attributor: EnergyAttributor | None = None,
+        intensity_log: IntensityLog | None = None,
     ) -> None:
         self._sensors = list(sensors)
         self._intensity = intensity
@@ -74,6 +76,7 @@ class Monitor:
         self._clock_ns = clock_ns
         self._wall_clock_s = wall_clock_s
         self._attributor = attributor
+        self._intensity_log = intensity_log
         self._lock = threading.Lock()
         self._listeners: list[SnapshotListener] = []
 
@@ -86,6 +89,7 @@ class Monitor:
         }
         self._emissions_location_g = 0.0
         self._emissions_market_g = 0.0
+        self._emissions_marginal_g = 0.0
         self._samples = 0
         self._missed = 0
         self._last_sample_ns: int | None = None
@@ -183,12 +187,18 @@ class Monitor:
         self._samples += 1
 
         now_unix_s = self._wall_clock_s()
-        intensity = self._intensity.current(now_unix_s)
+        # The intensity in force at this sample weighs this sample's energy (never the final one).
+        grid = self._intensity.current(now_unix_s)
+        intensity = grid.average
         pue = self._carbon.pue
         market_factor = self._carbon.market_factor_g_per_kwh
         market_g_per_kwh = intensity.g_per_kwh if market_factor is None else market_factor
         self._emissions_location_g += grams(node_delta_uj, intensity.g_per_kwh, pue)
         self._emissions_market_g += grams(node_delta_uj, market_g_per_kwh, pue)
+        if grid.marginal is not None:
+            self._emissions_marginal_g += grams(node_delta_uj, grid.marginal.g_per_kwh, pue)
+        if self._intensity_log is not None:
+            self._intensity_log.record(now_unix_s, node_delta_uj, grid, market_g_per_kwh, pue)
         gpus = tuple(gpu for _sensor, result in results for gpu in result.gpus)
         attribution = None
         if self._attributor is not None:
@@ -224,7 +234,10 @@ class Monitor:
             node_power_w=node_delta_uj * NS_PER_S / elapsed_ns / 1e6 if elapsed_ns > 0 else None,
             emissions_location_g=self._emissions_location_g,
             emissions_market_g=self._emissions_market_g,
+            emissions_marginal_g=self._emissions_marginal_g,
             intensity=intensity,
+            marginal_intensity=grid.marginal,
+            feed=grid.feed,
             market_factor_g_per_kwh=market_factor,
             pue=pue,
             samples_total=self._samples,

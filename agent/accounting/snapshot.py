@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agent.accounting.attribution import Bucket
-from agent.carbon.intensity import IntensityValue
+from agent.carbon.intensity import FeedStatus, IntensityValue
+from agent.histogram import Histogram
 from agent.sensors.base import Component, DeviceKey, DeviceStatus, GpuDetails
 
 SAMPLE_DURATION_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -19,23 +20,6 @@ class DeviceEnergy:
     key: DeviceKey
     energy_uj: int
     power_w: float | None  # None when the device was not read in the last sample
-
-
-@dataclass(frozen=True)
-class Histogram:
-    bounds: tuple[float, ...]
-    counts: tuple[int, ...]  # per bucket (not cumulative), one more than bounds: the +Inf bucket
-    total: float
-
-    @classmethod
-    def empty(cls, bounds: tuple[float, ...]) -> Histogram:
-        return cls(bounds, (0,) * (len(bounds) + 1), 0.0)
-
-    def observe(self, value: float) -> Histogram:
-        index = next((i for i, bound in enumerate(self.bounds) if value <= bound), len(self.bounds))
-        counts = list(self.counts)
-        counts[index] += 1
-        return Histogram(self.bounds, tuple(counts), self.total + value)
 
 
 @dataclass(frozen=True)
@@ -77,10 +61,13 @@ class Snapshot:
     node_power_w: float | None
     emissions_location_g: float
     emissions_market_g: float
-    intensity: IntensityValue
+    intensity: IntensityValue  # the average value in force (location-based Scope 2)
     market_factor_g_per_kwh: float | None
     pue: float
     samples_total: int
     samples_missed_total: int
     sample_duration: Histogram
     attribution: AttributionView | None = None
+    emissions_marginal_g: float = 0.0  # only grows under a marginal signal (WattTime)
+    marginal_intensity: IntensityValue | None = None
+    feed: FeedStatus | None = None  # the live provider's state; None with provider "static"

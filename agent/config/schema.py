@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from agent.carbon.offline_data import OfflineIntensityData
 from agent.config.durations import format_duration, parse_duration
@@ -13,7 +22,6 @@ from agent.jobs.validation import TAG_KEY
 
 SensorName = Literal["auto", "rapl", "hwmon", "nvml", "ipmi", "redfish", "model"]
 IMPLEMENTED_SENSORS = ("rapl", "nvml", "model")
-IMPLEMENTED_PROVIDERS = ("static",)
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
@@ -91,25 +99,108 @@ class SensorsSection(_Section):
         return value
 
 
+def _at_least_one_second(seconds: float) -> float:
+    if seconds < 1:
+        raise ValueError(f"{format_duration(seconds)} is too short: at least 1s")
+    return seconds
+
+
+def _timeout_in_range(seconds: float) -> float:
+    if not 0.1 <= seconds <= 120:
+        raise ValueError(
+            f"{format_duration(seconds)} is out of range: must be between 100ms and 2m"
+        )
+    return seconds
+
+
+def _http_url(value: str) -> str:
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value.strip()):
+        raise ValueError(f"{value!r} is not an http(s) base URL, e.g. https://api.example.com")
+    return value.strip().rstrip("/")
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+OptionalPath = Annotated[Path | None, BeforeValidator(_empty_as_none)]
+_UK_OUTWARD_CODE = re.compile(r"[A-Z]{1,2}[0-9][A-Z0-9]?")
+
+
+class ElectricityMapsSection(_Section):
+    url: HttpUrl = "https://api.electricitymaps.com"
+    token_file: OptionalPath = None
+    zone: str = ""
+    emission_factor_type: Literal["lifecycle", "direct"] = "lifecycle"
+
+
+class WattTimeSection(_Section):
+    url: HttpUrl = "https://api.watttime.org"
+    username: str = ""
+    password_file: OptionalPath = None
+    region: str = ""
+
+
+def _uk_postcode(value: str) -> str:
+    code = value.strip().upper()
+    if code and not _UK_OUTWARD_CODE.fullmatch(code):
+        raise ValueError(f'{value!r} is not the outward part of a UK postcode (e.g. "RG10")')
+    return code
+
+
+class UkSection(_Section):
+    url: HttpUrl = "https://api.carbonintensity.org.uk"
+    postcode: Annotated[str, AfterValidator(_uk_postcode)] = ""
+    region_id: Annotated[int | None, BeforeValidator(_empty_as_none), Field(ge=1, le=17)] = None
+
+    @model_validator(mode="after")
+    def _one_region(self) -> UkSection:
+        if self.postcode and self.region_id is not None:
+            raise ValueError("set postcode or region_id, not both (neither = national)")
+        return self
+
+
+class FileSection(_Section):
+    path: OptionalPath = None
+
+
+# What each live provider cannot run without: (section, key) pairs.
+_PROVIDER_REQUIRES = {
+    "electricitymaps": ("token_file", "zone"),
+    "watttime": ("username", "password_file", "region"),
+    "file": ("path",),
+}
+
+
 class CarbonSection(_Section):
     location: str = ""
     provider: Literal["static", "electricitymaps", "watttime", "uk", "file"] = "static"
     pue: Annotated[float, Field(ge=1.0, le=5.0)] = 1.0
     market_factor: Annotated[float | None, BeforeValidator(_empty_as_none), Field(ge=0)] = None
+    refresh: Annotated[Duration, AfterValidator(_at_least_one_second)] = 900.0
+    max_age: Annotated[Duration, AfterValidator(_at_least_one_second)] = 7200.0
+    timeout: Annotated[Duration, AfterValidator(_timeout_in_range)] = 10.0
+    electricitymaps: ElectricityMapsSection = ElectricityMapsSection()
+    watttime: WattTimeSection = WattTimeSection()
+    uk: UkSection = UkSection()
+    file: FileSection = FileSection()
 
     @field_validator("location")
     @classmethod
     def _known_location(cls, value: str) -> str:
         return OfflineIntensityData().normalise(value) if value.strip() else ""
 
-    @field_validator("provider")
-    @classmethod
-    def _provider_available(cls, value: str) -> str:
-        if value not in IMPLEMENTED_PROVIDERS:
+    @model_validator(mode="after")
+    def _provider_configured(self) -> CarbonSection:
+        section = getattr(self, self.provider, None)
+        missing = [
+            f"carbon.{self.provider}.{key}"
+            for key in _PROVIDER_REQUIRES.get(self.provider, ())
+            if not getattr(section, key)
+        ]
+        if missing:
             raise ValueError(
-                f"provider {value!r} is not available in this version (available: static)"
+                f'provider "{self.provider}" needs {", ".join(missing)} '
+                "(docs/carbon.md, live providers)"
             )
-        return value
+        return self
 
 
 def _promotable_tags(keys: list[str]) -> list[str]:

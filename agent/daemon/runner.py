@@ -37,6 +37,12 @@ def run_daemon(loaded: LoadedConfig, env: Mapping[str, str] | None = None) -> in
         for status in item.discovery.statuses:
             log.info("source %s: %s (%s)", item.sensor.name, status.status, status.reason)
     log.info("grid location %s (%s)", agent.location.code, agent.location.detail)
+    log.info(
+        "grid intensity provider %s (refresh %gs, max age %gs)",
+        agent.intensity.name,
+        config.carbon.refresh,
+        config.carbon.max_age,
+    )
     log.info("job ledger %s; job API on %s", agent.ledger.path, loaded.jobs_socket)
 
     try:
@@ -51,6 +57,8 @@ def run_daemon(loaded: LoadedConfig, env: Mapping[str, str] | None = None) -> in
         server.stop()
         raise
     monitor.subscribe(server.publish)
+    if agent.feed is not None:  # fetches on its own thread: an outage never blocks sampling
+        agent.feed.start()
     monitor.sample()  # the baseline: /metrics answers from the first second
     server.start()
     job_api.start()
@@ -67,10 +75,10 @@ def run_daemon(loaded: LoadedConfig, env: Mapping[str, str] | None = None) -> in
     )
     # IntervalTrigger fires at start + n x interval: late runs do not shift later ones (no drift).
     scheduler.add_job(monitor.sample, IntervalTrigger(seconds=interval), id="sample", name="sample")
-    # Job totals reach the ledger every jobs.flush (and at start, stop and shutdown): a crash
-    # loses at most one flush interval of job energy.
+    # Job totals and the intensity series reach the ledger every jobs.flush (and at start, stop
+    # and shutdown): a crash loses at most one flush interval of either.
     scheduler.add_job(
-        agent.jobs.flush, IntervalTrigger(seconds=config.jobs.flush), id="flush", name="flush"
+        agent.flush, IntervalTrigger(seconds=config.jobs.flush), id="flush", name="flush"
     )
     watchdog_s = notifier.watchdog_s
     if watchdog_s is not None:
@@ -100,8 +108,10 @@ def run_daemon(loaded: LoadedConfig, env: Mapping[str, str] | None = None) -> in
 
     notifier.notify("STOPPING=1")
     scheduler.shutdown(wait=True)
+    if agent.feed is not None:
+        agent.feed.stop()
     job_api.stop()
-    agent.jobs.flush()
+    agent.flush()
     agent.ledger.close()
     server.stop()
     log.info("stopped after %d samples", monitor.snapshot.samples_total if monitor.snapshot else 0)

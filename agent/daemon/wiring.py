@@ -8,9 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent import __version__
+from agent.accounting.intensity_log import IntensityLog
 from agent.accounting.monitor import CarbonSettings, Monitor
-from agent.carbon.intensity import StaticIntensityProvider
+from agent.carbon.feed import IntensityFeed
+from agent.carbon.intensity import IntensityProvider
 from agent.carbon.location import ResolvedLocation, resolve_location
+from agent.carbon.providers.registry import build_intensity_provider
 from agent.config.schema import Config, JobsSection
 from agent.jobs.registry import JobRegistry, JobsSettings
 from agent.ledger import LEDGER_FILE_NAME, JobLedger
@@ -25,6 +28,18 @@ class Agent:
     location: ResolvedLocation
     jobs: JobRegistry
     ledger: JobLedger
+    intensity: IntensityProvider
+    intensity_log: IntensityLog
+
+    @property
+    def feed(self) -> IntensityFeed | None:
+        """The live intensity feed to start, or None with the static provider."""
+        return self.intensity if isinstance(self.intensity, IntensityFeed) else None
+
+    def flush(self) -> None:
+        """Job totals and the intensity series to the ledger (on the flush schedule)."""
+        self.jobs.flush()
+        self.intensity_log.flush()
 
 
 def jobs_settings(section: JobsSection, interval_s: float) -> JobsSettings:
@@ -45,13 +60,16 @@ def build_agent(config: Config, state_dir: Path, env: Mapping[str, str] | None =
     location = resolve_location(config.carbon.location, env)
     ledger = JobLedger(state_dir / LEDGER_FILE_NAME)
     jobs = JobRegistry(jobs_settings(config.jobs, config.agent.interval), roots, ledger)
+    intensity = build_intensity_provider(config.carbon, location)
+    intensity_log = IntensityLog(ledger)
     monitor = Monitor(
         [(item.sensor, item.discovery) for item in sensors],
-        intensity=StaticIntensityProvider(location),
+        intensity=intensity,
         carbon=CarbonSettings(config.carbon.pue, config.carbon.market_factor),
         interval_s=config.agent.interval,
         version=__version__,
         max_plausible_uw=round(config.sensors.rapl.max_zone_watts * 1e6),
         attributor=jobs,
+        intensity_log=intensity_log,
     )
-    return Agent(monitor, sensors, location, jobs, ledger)
+    return Agent(monitor, sensors, location, jobs, ledger, intensity, intensity_log)

@@ -1,7 +1,10 @@
-"""SQLite job ledger (WAL). One row per job, rewritten with its totals at every flush.
+"""SQLite job ledger (WAL). One row per job, rewritten with its totals at every flush, and
+the intensity series used (one row per period of constant intensity, with the node energy
+accounted under it: agent/accounting/intensity_log.py).
 
 Energy is stored as integer microjoules per component, so sums in reports are exact;
-emissions as grams (REAL). Schema changes bump ``user_version``.
+emissions as grams (REAL). Schema changes bump ``user_version``; version 1 ledgers gain the
+intensity table when opened.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from agent.accounting.intensity_log import IntensityPeriod
 from agent.errors import CarbonscopeError
 from agent.jobs.model import JobKind, JobRecord
 from agent.sensors.base import Component
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 LEDGER_FILE_NAME = "ledger.sqlite"  # in agent.state_dir
 _COMPONENTS = (Component.CPU, Component.DRAM, Component.GPU, Component.PLATFORM)
 _SCHEMA = """
@@ -43,11 +47,37 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_started ON jobs (started_at);
 CREATE INDEX IF NOT EXISTS jobs_running ON jobs (ended_at) WHERE ended_at IS NULL;
+CREATE TABLE IF NOT EXISTS intensity_periods (
+    period_id INTEGER PRIMARY KEY,
+    started_at REAL NOT NULL,      -- unix seconds of the first sample under this value
+    ended_at REAL NOT NULL,        -- ... and of the last
+    provider TEXT NOT NULL,
+    location TEXT NOT NULL,
+    signal TEXT NOT NULL,
+    emission_factor_type TEXT NOT NULL,
+    g_per_kwh REAL NOT NULL,       -- location-based factor in force
+    market_g_per_kwh REAL NOT NULL,
+    pue REAL NOT NULL,
+    marginal_provider TEXT NOT NULL,
+    marginal_g_per_kwh REAL,
+    energy_uj INTEGER NOT NULL,    -- node IT energy accounted under this period
+    emissions_location_g REAL NOT NULL,
+    emissions_market_g REAL NOT NULL,
+    emissions_marginal_g REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS intensity_periods_started ON intensity_periods (started_at);
 """
 _COLUMNS = (
     "job_id, name, kind, uid, user, tags, started_at, ended_at, cpu_uj, dram_uj, gpu_uj, "
     "platform_uj, measured_uj, modelled_uj, emissions_location_g, emissions_market_g, "
     "processes, cgroup, updated_at"
+)
+
+
+_PERIOD_FIELDS = tuple(IntensityPeriod.__dataclass_fields__)
+_PERIOD_COLUMNS = ", ".join(
+    {"started_at_unix_s": "started_at", "ended_at_unix_s": "ended_at"}.get(name, name)
+    for name in _PERIOD_FIELDS
 )
 
 
@@ -100,6 +130,38 @@ class JobLedger:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def next_period_id(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT max(period_id) FROM intensity_periods").fetchone()
+        return 1 if row[0] is None else int(row[0]) + 1
+
+    def write_periods(self, periods: list[IntensityPeriod]) -> None:
+        if not periods:
+            return
+        rows = [tuple(getattr(period, name) for name in _PERIOD_FIELDS) for period in periods]
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    f"INSERT OR REPLACE INTO intensity_periods ({_PERIOD_COLUMNS}) "
+                    f"VALUES ({', '.join('?' * len(_PERIOD_FIELDS))})",
+                    rows,
+                )
+            except sqlite3.Error:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def periods(self, since_unix_s: float = 0.0) -> list[IntensityPeriod]:
+        """Stored periods that end at or after ``since``, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_PERIOD_COLUMNS} FROM intensity_periods WHERE ended_at >= ? "
+                "ORDER BY period_id",
+                (since_unix_s,),
+            ).fetchall()
+        return [IntensityPeriod(*row) for row in rows]
 
     def running(self) -> list[JobRecord]:
         return self._query("WHERE ended_at IS NULL ORDER BY started_at", ())

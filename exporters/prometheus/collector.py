@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
+from itertools import pairwise
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -16,9 +18,14 @@ from prometheus_client.registry import Collector
 from agent.accounting.attribution import Bucket
 from agent.accounting.energy import UJ_PER_J
 from agent.accounting.snapshot import AttributionView, Snapshot
+from agent.carbon.feed import FeedState
+from agent.carbon.intensity import MARGINAL, FeedStatus, ForecastPoint
+from agent.carbon.providers.base import FetchErrorReason
+from agent.histogram import Histogram
 from agent.sensors.base import SourceStatus
 
 DEVICE_LABELS = ["component", "device", "source"]
+FORECAST_HOURS = 24
 
 
 class SnapshotCollector(Collector):
@@ -73,27 +80,44 @@ class SnapshotCollector(Collector):
 
     @staticmethod
     def _carbon(snap: Snapshot) -> Iterator[Metric]:
+        feed = snap.feed
         emissions = CounterMetricFamily(
             "carbonscope_emissions_grams",
-            "Node emissions in gCO2e: IT energy x PUE x grid intensity at each sample.",
+            "Node emissions in gCO2e: IT energy x PUE x grid intensity at each sample. "
+            'method="marginal" only with a marginal signal, never part of Scope 2.',
             labels=["method"],
         )
         emissions.add_metric(["location"], snap.emissions_location_g)
         emissions.add_metric(["market"], snap.emissions_market_g)
+        if feed is not None and feed.signal == MARGINAL:
+            emissions.add_metric(["marginal"], snap.emissions_marginal_g)
         yield emissions
-        intensity = snap.intensity
+        in_force = [snap.intensity]
+        if snap.marginal_intensity is not None:
+            in_force.append(snap.marginal_intensity)
         gauge = GaugeMetricFamily(
             "carbonscope_grid_intensity_grams_per_kwh",
             "Grid carbon intensity in force now, gCO2e/kWh.",
             labels=["location", "provider", "signal"],
         )
-        gauge.add_metric(
-            [intensity.location, intensity.provider, intensity.signal], intensity.g_per_kwh
+        info = GaugeMetricFamily(
+            "carbonscope_grid_intensity_info",
+            "The intensity in force and its emission factor type (lifecycle, direct, "
+            "unspecified): values of different types or signals are not comparable.",
+            labels=["location", "provider", "signal", "emission_factor_type"],
         )
+        for value in in_force:
+            gauge.add_metric([value.location, value.provider, value.signal], value.g_per_kwh)
+            info.add_metric(
+                [value.location, value.provider, value.signal, value.emission_factor_type], 1
+            )
         yield gauge
+        yield info
+        intensity = snap.intensity
         location = GaugeMetricFamily(
             "carbonscope_grid_location_info",
-            "The grid location in force and how it was chosen (config, timezone, default).",
+            "The grid location in force and how it was chosen "
+            "(config, timezone, default, provider).",
             labels=["location", "resolved_by"],
         )
         location.add_metric([intensity.location, intensity.resolved_by], 1)
@@ -109,11 +133,17 @@ class SnapshotCollector(Collector):
         )
         age = GaugeMetricFamily(
             "carbonscope_intensity_age_seconds",
-            "Age of the grid intensity value in force.",
+            "Age of the intensity value in force; with a live provider, of its newest value "
+            "(still growing while the static fallback is in force).",
             labels=["provider"],
         )
-        age.add_metric([intensity.provider], intensity.age_s)
+        if feed is None:
+            age.add_metric([intensity.provider], intensity.age_s)
+        elif feed.last_value is not None:
+            age.add_metric([feed.provider], feed.last_value.age_s)
         yield age
+        if feed is not None:
+            yield from _feed_metrics(feed, snap.taken_at_unix_s)
 
     @staticmethod
     def _sources(snap: Snapshot) -> Iterator[Metric]:
@@ -237,21 +267,98 @@ class SnapshotCollector(Collector):
             "Sampling ticks skipped (late or overrun); their energy is in the next sample.",
             value=snap.samples_missed_total,
         )
-        histogram = snap.sample_duration
-        cumulative = 0
-        buckets: list[tuple[str, float]] = []
-        for bound, count in zip((*histogram.bounds, float("inf")), histogram.counts, strict=True):
-            cumulative += count
-            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
-        yield HistogramMetricFamily(
+        yield _histogram(
             "carbonscope_sample_duration_seconds",
             "Time one sample took: reading every source and the accounting.",
-            buckets=buckets,
-            sum_value=histogram.total,
+            snap.sample_duration,
         )
         info = GaugeMetricFamily("carbonscope_build_info", "carbonscope build.", labels=["version"])
         info.add_metric([snap.version], 1)
         yield info
+
+
+def _histogram(
+    name: str, documentation: str, histogram: Histogram, labels: tuple[str, str] | None = None
+) -> HistogramMetricFamily:
+    cumulative = 0
+    buckets: list[tuple[str, float]] = []
+    for bound, count in zip((*histogram.bounds, float("inf")), histogram.counts, strict=True):
+        cumulative += count
+        buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+    if labels is None:
+        return HistogramMetricFamily(
+            name, documentation, buckets=buckets, sum_value=histogram.total
+        )
+    family = HistogramMetricFamily(name, documentation, labels=[labels[0]])
+    family.add_metric([labels[1]], buckets, histogram.total)
+    return family
+
+
+def _feed_metrics(feed: FeedStatus, now_unix_s: float) -> Iterator[Metric]:
+    """A live provider's health, and its forecast for carbon-aware scheduling."""
+    up = GaugeMetricFamily(
+        "carbonscope_intensity_provider_up",
+        "1 if the last fetch from the live intensity provider succeeded.",
+        labels=["provider"],
+    )
+    up.add_metric([feed.provider], 1 if feed.up else 0)
+    yield up
+    status = GaugeMetricFamily(
+        "carbonscope_intensity_provider_status",
+        "State set: ok (provider value in force), stale (its last good value in force, fetches "
+        "failing), fallback (static value in force: none younger than carbon.max_age).",
+        labels=["provider", "status"],
+    )
+    for state in FeedState:
+        status.add_metric([feed.provider, state.value], 1 if state.value == feed.state else 0)
+    yield status
+    yield _histogram(
+        "carbonscope_intensity_fetch_duration_seconds",
+        "Time one fetch from the live intensity provider took, failures included.",
+        feed.fetch_duration,
+        ("provider", feed.provider),
+    )
+    errors = CounterMetricFamily(
+        "carbonscope_intensity_fetch_errors",
+        "Failed fetches from the live intensity provider, by reason.",
+        labels=["provider", "reason"],
+    )
+    counts = dict(feed.fetch_errors)
+    for reason in FetchErrorReason:
+        errors.add_metric([feed.provider, reason.value], counts.get(reason.value, 0))
+    yield errors
+    forecast = GaugeMetricFamily(
+        "carbonscope_grid_intensity_forecast_grams_per_kwh",
+        "The provider's forecast of grid intensity N hours from now (hours_ahead), gCO2e/kWh.",
+        labels=["location", "provider", "signal", "hours_ahead"],
+    )
+    if feed.forecast and feed.last_value is not None:
+        for hours, value in forecast_by_hour(feed.forecast, now_unix_s):
+            forecast.add_metric(
+                [feed.last_value.location, feed.provider, feed.signal, str(hours)], value
+            )
+    yield forecast
+
+
+def forecast_by_hour(
+    points: tuple[ForecastPoint, ...], now_unix_s: float, hours: int = FORECAST_HOURS
+) -> list[tuple[int, float]]:
+    """For h = 1..hours: the forecast value whose interval covers now + h hours.
+
+    A point covers from its start to the next point's start; the last one for the median step.
+    """
+    if not points:
+        return []
+    starts = [point.starts_at_unix_s for point in points]
+    steps = sorted(b - a for a, b in pairwise(starts)) or [3600.0]
+    end = starts[-1] + steps[len(steps) // 2]
+    found = []
+    for hour in range(1, hours + 1):
+        moment = now_unix_s + hour * 3600
+        index = bisect.bisect_right(starts, moment) - 1
+        if index >= 0 and moment < end:
+            found.append((hour, points[index].g_per_kwh))
+    return found
 
 
 def render(snapshot: Snapshot) -> bytes:

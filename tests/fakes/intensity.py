@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.carbon.intensity import IntensityValue
+from agent.carbon.intensity import GridIntensity, IntensityValue
 
 
 class SettableIntensity:
@@ -12,7 +12,9 @@ class SettableIntensity:
         self.g_per_kwh = g_per_kwh
         self.location = location
 
-    def current(self, now_unix_s: float) -> IntensityValue:
-        return IntensityValue(
-            self.location, self.name, "average", self.g_per_kwh, 0.0, "config", "test"
+    def current(self, now_unix_s: float) -> GridIntensity:
+        return GridIntensity(
+            IntensityValue(
+                self.location, self.name, "average", self.g_per_kwh, 0.0, "config", "test"
+            )
         )

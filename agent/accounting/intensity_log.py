@@ -1,0 +1,139 @@
+"""The intensity series actually used, with the node energy accounted under each value.
+
+A period is a run of consecutive samples under the same intensity, market factor and PUE.
+Each period stores its node IT energy (integer µJ) and the emissions computed from it, so any
+emissions figure can be recomputed later: sum over periods of energy x PUE x intensity.
+Periods are written to the ledger on the flush schedule (agent/ledger/store.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from agent.accounting.energy import grams
+from agent.carbon.intensity import GridIntensity
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IntensityPeriod:
+    period_id: int
+    started_at_unix_s: float  # the first sample under this value
+    ended_at_unix_s: float  # the last sample under this value (so far)
+    provider: str
+    location: str
+    signal: str
+    emission_factor_type: str
+    g_per_kwh: float  # used for method="location"
+    market_g_per_kwh: float  # used for method="market"
+    pue: float
+    marginal_provider: str  # "" without a marginal signal
+    marginal_g_per_kwh: float | None
+    energy_uj: int  # node IT energy accounted under this period
+    emissions_location_g: float
+    emissions_market_g: float
+    emissions_marginal_g: float
+
+    def same_factors(self, other: IntensityPeriod) -> bool:
+        return (
+            self.provider,
+            self.location,
+            self.signal,
+            self.g_per_kwh,
+            self.market_g_per_kwh,
+            self.pue,
+            self.marginal_provider,
+            self.marginal_g_per_kwh,
+        ) == (
+            other.provider,
+            other.location,
+            other.signal,
+            other.g_per_kwh,
+            other.market_g_per_kwh,
+            other.pue,
+            other.marginal_provider,
+            other.marginal_g_per_kwh,
+        )
+
+
+class PeriodStore(Protocol):
+    def next_period_id(self) -> int: ...
+
+    def write_periods(self, periods: list[IntensityPeriod]) -> None: ...
+
+
+class IntensityLog:
+    def __init__(self, store: PeriodStore | None) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._next_id = store.next_period_id() if store is not None else 1
+        self._open: IntensityPeriod | None = None
+        self._unwritten: dict[int, IntensityPeriod] = {}
+
+    def record(
+        self,
+        now_unix_s: float,
+        energy_uj: int,
+        grid: GridIntensity,
+        market_g_per_kwh: float,
+        pue: float,
+    ) -> None:
+        """Account one sample's node energy under the intensity in force (called by the monitor)."""
+        average, marginal = grid.average, grid.marginal
+        sample = IntensityPeriod(
+            period_id=0,
+            started_at_unix_s=now_unix_s,
+            ended_at_unix_s=now_unix_s,
+            provider=average.provider,
+            location=average.location,
+            signal=average.signal,
+            emission_factor_type=average.emission_factor_type,
+            g_per_kwh=average.g_per_kwh,
+            market_g_per_kwh=market_g_per_kwh,
+            pue=pue,
+            marginal_provider=marginal.provider if marginal else "",
+            marginal_g_per_kwh=marginal.g_per_kwh if marginal else None,
+            energy_uj=energy_uj,
+            emissions_location_g=grams(energy_uj, average.g_per_kwh, pue),
+            emissions_market_g=grams(energy_uj, market_g_per_kwh, pue),
+            emissions_marginal_g=grams(energy_uj, marginal.g_per_kwh, pue) if marginal else 0.0,
+        )
+        with self._lock:
+            current = self._open
+            if current is not None and current.same_factors(sample):
+                current = replace(
+                    current,
+                    ended_at_unix_s=now_unix_s,
+                    energy_uj=current.energy_uj + energy_uj,
+                    emissions_location_g=current.emissions_location_g + sample.emissions_location_g,
+                    emissions_market_g=current.emissions_market_g + sample.emissions_market_g,
+                    emissions_marginal_g=current.emissions_marginal_g + sample.emissions_marginal_g,
+                )
+            else:
+                current = replace(sample, period_id=self._next_id)
+                self._next_id += 1
+            self._open = current
+            self._unwritten[current.period_id] = current
+
+    def periods(self) -> list[IntensityPeriod]:
+        """Periods not yet written (the open one included), oldest first."""
+        with self._lock:
+            return sorted(self._unwritten.values(), key=lambda period: period.period_id)
+
+    def flush(self) -> None:
+        if self._store is None:
+            return
+        with self._lock:
+            pending = dict(self._unwritten)
+            self._unwritten.clear()
+        try:
+            self._store.write_periods(sorted(pending.values(), key=lambda p: p.period_id))
+        except Exception:
+            log.exception("cannot write %d intensity period(s) to the ledger", len(pending))
+            with self._lock:  # keep newer versions recorded meanwhile
+                for period_id, period in pending.items():
+                    self._unwritten.setdefault(period_id, period)

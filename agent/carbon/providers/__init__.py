@@ -1,0 +1,1 @@
+"""Live grid intensity sources: one file per provider, chosen in registry.py."""

@@ -1,0 +1,87 @@
+"""Where the configured provider is chosen: ``build_intensity_provider``, the one place.
+
+Each provider file only talks to its API and maps answers and errors (base.py); the feed
+(agent/carbon/feed.py) does scheduling, retries and the fallback chain.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.carbon.feed import FeedSettings, IntensityFeed
+from agent.carbon.intensity import IntensityProvider, StaticIntensityProvider
+from agent.carbon.location import ResolvedLocation
+from agent.carbon.offline_data import OfflineIntensityData
+from agent.carbon.providers.base import GridSource, ProviderError
+from agent.carbon.providers.electricitymaps import ElectricityMapsSource
+from agent.carbon.providers.file import IntensityFileSource
+from agent.carbon.providers.http import JsonHttp, read_secret
+from agent.carbon.providers.uk import UkCarbonIntensitySource
+from agent.carbon.providers.watttime import WattTimeSource
+from agent.config.schema import CarbonSection
+from agent.errors import ConfigError, LocationError
+
+
+def _checked_secret(path: Path | None, key: str) -> Path:
+    """Fail at start-up, naming the key, when a secret file cannot be read."""
+    assert path is not None  # the schema requires it for this provider
+    try:
+        read_secret(path, key)
+    except ProviderError as exc:
+        raise ConfigError([str(exc)]) from None
+    return path
+
+
+def build_source(carbon: CarbonSection, location: ResolvedLocation) -> GridSource | None:
+    """The configured live source, or None for ``static``."""
+    timeout = carbon.timeout
+    if carbon.provider == "electricitymaps":
+        section = carbon.electricitymaps
+        return ElectricityMapsSource(
+            JsonHttp(section.url, timeout),
+            _checked_secret(section.token_file, "carbon.electricitymaps.token_file"),
+            section.zone,
+            section.emission_factor_type,
+        )
+    if carbon.provider == "watttime":
+        wt = carbon.watttime
+        return WattTimeSource(
+            JsonHttp(wt.url, timeout),
+            wt.username,
+            _checked_secret(wt.password_file, "carbon.watttime.password_file"),
+            wt.region,
+        )
+    if carbon.provider == "uk":
+        return UkCarbonIntensitySource(
+            JsonHttp(carbon.uk.url, timeout), carbon.uk.postcode, carbon.uk.region_id
+        )
+    if carbon.provider == "file":
+        assert carbon.file.path is not None  # the schema requires it
+        return IntensityFileSource(carbon.file.path, location.code)
+    return None
+
+
+def fallback_location(
+    carbon: CarbonSection, guessed: ResolvedLocation, data: OfflineIntensityData
+) -> ResolvedLocation:
+    """Where the static fallback looks: the configured location, else the provider's zone
+    when the offline data knows it (Electricity Maps "DE", UK "GB"), else the guess."""
+    if carbon.location or carbon.provider in ("static", "file", "watttime"):
+        return guessed
+    zone = "GB" if carbon.provider == "uk" else carbon.electricitymaps.zone.split("-")[0]
+    try:
+        code = data.normalise(zone)
+    except LocationError:
+        return guessed
+    return ResolvedLocation(code, "provider", f"the {carbon.provider} zone {zone}")
+
+
+def build_intensity_provider(carbon: CarbonSection, guessed: ResolvedLocation) -> IntensityProvider:
+    """The static provider, or a live feed with the static value behind it."""
+    data = OfflineIntensityData()
+    location = fallback_location(carbon, guessed, data)
+    static = StaticIntensityProvider(location, data)
+    source = build_source(carbon, location)
+    if source is None:
+        return static
+    return IntensityFeed(source, static, FeedSettings(carbon.refresh, carbon.max_age))
