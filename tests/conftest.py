@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.accounting.intensity_log import IntensityLog
 from agent.accounting.monitor import CarbonSettings, EnergyAttributor, Monitor
+from agent.carbon.intensity import IntensityProvider
 from agent.sensors.base import Sensor
 from tests.fakes.clock import ManualClock
 from tests.fakes.intensity import SettableIntensity
@@ -40,11 +42,12 @@ MonitorFactory = Callable[..., Monitor]
 def make_monitor(clock: ManualClock) -> MonitorFactory:
     def factory(
         *sensors: Sensor,
-        intensity: SettableIntensity | None = None,
+        intensity: IntensityProvider | None = None,
         pue: float = 1.0,
         market_factor: float | None = None,
         interval_s: float = 1.0,
         attributor: EnergyAttributor | None = None,
+        intensity_log: IntensityLog | None = None,
     ) -> Monitor:
         return Monitor(
             [(sensor, sensor.discover()) for sensor in sensors],
@@ -55,6 +58,7 @@ def make_monitor(clock: ManualClock) -> MonitorFactory:
             clock_ns=clock,
             wall_clock_s=lambda: 1_700_000_000.0 + clock() / 1e9,
             attributor=attributor,
+            intensity_log=intensity_log,
         )
 
     return factory

@@ -157,3 +157,69 @@ def test_state_dir_and_socket_defaults(tmp_path: Path) -> None:
     )
     assert user.state_dir == Path("/home/u/.state/carbonscope")
     assert user.jobs_socket == Path("/run/user/1000/carbonscope/jobs.sock")
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "words"),
+    [
+        ('[carbon]\nprovider = "electricitymaps"\n', "carbon", "carbon.electricitymaps.token_file"),
+        (
+            '[carbon]\nprovider = "watttime"\n[carbon.watttime]\nusername = "me"\n',
+            "carbon",
+            "carbon.watttime.password_file, carbon.watttime.region",
+        ),
+        ('[carbon]\nprovider = "file"\n', "carbon", "carbon.file.path"),
+        ('[carbon]\nprovider = "grid-oracle"\n', "carbon.provider", "Input should be"),
+        ('[carbon]\nrefresh = "500ms"\n', "carbon.refresh", "at least 1s"),
+        ('[carbon]\nmax_age = "0s"\n', "carbon.max_age", "at least 1s"),
+        ('[carbon]\ntimeout = "5m"\n', "carbon.timeout", "between 100ms and 2m"),
+        ('[carbon.uk]\npostcode = "RG10 4XX"\n', "carbon.uk.postcode", "outward part"),
+        ('[carbon.uk]\npostcode = "RG10"\nregion_id = 3\n', "carbon.uk", "not both"),
+        ("[carbon.uk]\nregion_id = 18\n", "carbon.uk.region_id", "less than or equal to 17"),
+        (
+            '[carbon.electricitymaps]\nurl = "api.example.com"\n',
+            "carbon.electricitymaps.url",
+            "base URL",
+        ),
+        (
+            '[carbon.electricitymaps]\nemission_factor_type = "scope3"\n',
+            "carbon.electricitymaps.emission_factor_type",
+            "'lifecycle' or 'direct'",
+        ),
+        (
+            '[carbon.watttime]\npasword_file = "/x"\n',
+            "carbon.watttime.pasword_file",
+            'did you mean "password_file"',
+        ),
+    ],
+)
+def test_bad_provider_config_names_the_key(tmp_path: Path, toml: str, key: str, words: str) -> None:
+    path = write(tmp_path, toml)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={}, euid=1000)
+    (line,) = caught.value.problems
+    assert line.startswith(f"{path}: {key}: "), line
+    assert words in line
+
+
+def test_provider_keys_from_file_and_environment(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[carbon]\nprovider = "uk"\nrefresh = "5m"\n[carbon.uk]\npostcode = "rg10"\n',
+    )
+    loaded = load_config(path, env={"CARBONSCOPE_CARBON__MAX_AGE": "30m"}, euid=1000)
+    carbon = loaded.config.carbon
+    assert (carbon.provider, carbon.refresh, carbon.max_age) == ("uk", 300.0, 1800.0)
+    assert carbon.uk.postcode == "RG10" and carbon.uk.url == "https://api.carbonintensity.org.uk"
+    token = tmp_path / "em.token"
+    env = {
+        "CARBONSCOPE_CARBON__PROVIDER": "electricitymaps",
+        "CARBONSCOPE_CARBON__ELECTRICITYMAPS__TOKEN_FILE": str(token),
+        "CARBONSCOPE_CARBON__ELECTRICITYMAPS__ZONE": "DE",
+        "CARBONSCOPE_CARBON__ELECTRICITYMAPS__URL": "http://127.0.0.1:8080/",
+    }
+    em = load_config(path, env=env, euid=1000).config.carbon
+    assert em.provider == "electricitymaps" and em.electricitymaps.token_file == token
+    assert em.electricitymaps.url == "http://127.0.0.1:8080"
+    assert em.electricitymaps.emission_factor_type == "lifecycle"
+    assert (em.refresh, em.max_age) == (300.0, 7200.0)  # the defaults: 2h max age

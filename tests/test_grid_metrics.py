@@ -1,0 +1,179 @@
+"""Live-provider metrics on /metrics, and the stored intensity series that recomputes emissions."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from agent.accounting.energy import UJ_PER_KWH
+from agent.accounting.intensity_log import IntensityLog
+from agent.carbon.intensity import MARGINAL, ForecastPoint
+from agent.carbon.providers.base import FetchErrorReason, ProviderError
+from agent.ledger import LEDGER_FILE_NAME, JobLedger
+from agent.sensors.base import SensorRoots
+from agent.sensors.rapl import RaplSensor
+from exporters.prometheus import render
+from exporters.prometheus.collector import forecast_by_hour
+from tests.conftest import MonitorFactory, require_tool
+from tests.daemon import parse
+from tests.fakes.clock import ManualClock
+from tests.fakes.intensity import Clock, make_feed
+from tests.fakes.powercap import FakePowercap, two_socket_server
+
+
+def wall(clock: ManualClock) -> float:
+    """The make_monitor wall clock now."""
+    return 1_700_000_000.0 + clock() / 1e9
+
+
+def _advance(tree: FakePowercap, clock: ManualClock, joules: int) -> None:
+    tree.zones["intel-rapl:0"].advance(joules * 1_000_000)
+    clock.advance(1.0)
+
+
+def test_marginal_provider_metrics_pass_promtool(
+    sysfs: Path, make_monitor: MonitorFactory, clock: ManualClock
+) -> None:
+    tree = two_socket_server(sysfs, with_psys=False, with_mmio=False)
+    feed_clock = Clock(wall(clock))
+    feed, source = make_feed(feed_clock, signal=MARGINAL)
+    source.script.extend(
+        [500.0, ProviderError(FetchErrorReason.RATE_LIMITED, "HTTP 429: slow down", 30.0)]
+    )
+    feed.refresh_once()
+    monitor = make_monitor(RaplSensor(SensorRoots(sysfs=sysfs)), intensity=feed)
+    monitor.sample()
+    _advance(tree, clock, 3600)  # 1 Wh
+    feed.refresh_once()  # 429: the marginal value stays in force, stale
+    exposition = render(monitor.sample())
+    samples = parse(exposition.decode())
+
+    def value(name: str, **labels: str) -> float:
+        return samples[(name, tuple(sorted(labels.items())))]
+
+    germany = value(
+        "carbonscope_grid_intensity_grams_per_kwh",
+        location="DE",
+        provider="static",
+        signal="average",
+    )
+    assert (
+        value(
+            "carbonscope_grid_intensity_grams_per_kwh",
+            location="DE",
+            provider="scripted",
+            signal="marginal",
+        )
+        == 500.0
+    )
+    assert value("carbonscope_emissions_grams_total", method="marginal") == pytest.approx(0.5)
+    assert value("carbonscope_emissions_grams_total", method="location") == pytest.approx(
+        germany / 1000
+    )  # Scope 2 stays on the average
+    assert value("carbonscope_intensity_provider_up", provider="scripted") == 0
+    assert value("carbonscope_intensity_provider_status", provider="scripted", status="stale") == 1
+    assert value("carbonscope_intensity_provider_status", provider="scripted", status="ok") == 0
+    assert (
+        value(
+            "carbonscope_intensity_fetch_errors_total", provider="scripted", reason="rate_limited"
+        )
+        == 1
+    )
+    assert (
+        value("carbonscope_intensity_fetch_errors_total", provider="scripted", reason="timeout")
+        == 0
+    )
+    assert value("carbonscope_intensity_fetch_duration_seconds_count", provider="scripted") == 2
+    assert value("carbonscope_intensity_age_seconds", provider="scripted") == pytest.approx(1.0)
+    assert (
+        value(
+            "carbonscope_grid_intensity_info",
+            location="DE",
+            provider="scripted",
+            signal="marginal",
+            emission_factor_type="lifecycle",
+        )
+        == 1
+    )
+
+    promtool = require_tool("promtool")
+    lint = subprocess.run(
+        [promtool, "check", "metrics"], input=exposition, capture_output=True, timeout=30
+    )
+    assert lint.returncode == 0, lint.stdout.decode() + lint.stderr.decode()
+
+
+def test_forecast_gauge_by_hours_ahead(
+    sysfs: Path, make_monitor: MonitorFactory, clock: ManualClock
+) -> None:
+    two_socket_server(sysfs, with_psys=False, with_mmio=False)
+    feed_clock = Clock(wall(clock))
+    feed, source = make_feed(feed_clock)
+    hour = feed_clock.now - feed_clock.now % 3600
+    source.forecast = tuple(ForecastPoint(hour + h * 3600, 100.0 + h) for h in range(0, 6))
+    source.script.append(250.0)
+    feed.refresh_once()
+    monitor = make_monitor(RaplSensor(SensorRoots(sysfs=sysfs)), intensity=feed)
+    samples = parse(render(monitor.sample()).decode())
+    forecast = {
+        dict(labels)["hours_ahead"]: value
+        for (name, labels), value in samples.items()
+        if name == "carbonscope_grid_intensity_forecast_grams_per_kwh"
+    }
+    # now is inside hour 0; the last point covers one more step: hours 1..5 are known
+    assert forecast == {str(h): 100.0 + h for h in range(1, 6)}
+
+
+def test_forecast_by_hour_uses_the_interval_covering_each_hour() -> None:
+    points = (ForecastPoint(0.0, 10.0), ForecastPoint(1800.0, 20.0), ForecastPoint(3600.0, 30.0))
+    # the last point covers one median step (1800 s): up to 5400 s
+    assert forecast_by_hour(points, 100.0, hours=3) == [(1, 30.0)]
+    assert forecast_by_hour(points, -3000.0, hours=3) == [(1, 10.0), (2, 30.0)]
+    assert forecast_by_hour((), 0.0) == []
+
+
+def test_stored_intensity_series_recomputes_the_emissions_counter(
+    sysfs: Path, make_monitor: MonitorFactory, clock: ManualClock, tmp_path: Path
+) -> None:
+    tree = two_socket_server(sysfs, with_psys=False, with_mmio=False)
+    feed_clock = Clock(wall(clock))
+    feed, source = make_feed(feed_clock, max_age_s=5.0)
+    ledger = JobLedger(tmp_path / LEDGER_FILE_NAME)
+    log = IntensityLog(ledger)
+    monitor = make_monitor(
+        RaplSensor(SensorRoots(sysfs=sysfs)), intensity=feed, intensity_log=log, pue=1.3
+    )
+    source.script.extend([100.0, 400.0])
+    feed.refresh_once()
+    monitor.sample()
+    energies = [7200, 3600, 1800, 900, 450, 225, 100, 50, 25, 13]
+    for index, joules in enumerate(energies):
+        if index == 3:
+            feed_clock.now = wall(clock)
+            feed.refresh_once()  # 100 -> 400 g/kWh from here
+        _advance(tree, clock, joules)
+        snapshot = monitor.sample()
+        if index == 5:
+            log.flush()  # a flush in the middle of a period: rewritten, not duplicated
+    log.flush()
+
+    periods = ledger.periods()
+    assert [(p.provider, p.g_per_kwh) for p in periods] == [
+        ("scripted", 100.0),
+        ("scripted", 400.0),
+        ("static", periods[2].g_per_kwh),  # 5 s after the last value: max_age passed
+    ]
+    assert sum(p.energy_uj for p in periods) == snapshot.node_energy_uj
+    recomputed = sum(p.energy_uj * p.pue * p.g_per_kwh / UJ_PER_KWH for p in periods)
+    assert recomputed == pytest.approx(snapshot.emissions_location_g, rel=1e-12)
+    final_only = snapshot.node_energy_uj * 1.3 * periods[-1].g_per_kwh / UJ_PER_KWH
+    assert abs(final_only - snapshot.emissions_location_g) > 0.1 * snapshot.emissions_location_g
+    assert (
+        periods[0].started_at_unix_s < periods[1].started_at_unix_s < periods[2].started_at_unix_s
+    )
+    ledger.close()
+    reopened = JobLedger(tmp_path / LEDGER_FILE_NAME)
+    assert reopened.next_period_id() == periods[-1].period_id + 1
+    reopened.close()
