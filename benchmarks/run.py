@@ -17,9 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agent.accounting.intensity_log import IntensityLog
 from agent.accounting.monitor import CarbonSettings, Monitor
-from agent.carbon.intensity import StaticIntensityProvider
+from agent.carbon.feed import FeedSettings, IntensityFeed
+from agent.carbon.intensity import IntensityProvider, StaticIntensityProvider
 from agent.carbon.location import ResolvedLocation
+from agent.carbon.providers.file import IntensityFileSource
 from agent.jobs.registry import Caller, JobRegistry, JobsSettings
 from agent.jobs.validation import JobRequest
 from agent.sensors.base import SensorRoots
@@ -71,16 +74,31 @@ def job_sampler(sysfs: Path, procfs: Path, jobs: int | None) -> Callable[[], obj
     return rapl_monitor(roots, registry).sample
 
 
-def rapl_monitor(roots: SensorRoots, attributor: JobRegistry | None = None) -> Monitor:
+def rapl_monitor(
+    roots: SensorRoots,
+    attributor: JobRegistry | None = None,
+    intensity: IntensityProvider | None = None,
+    intensity_log: IntensityLog | None = None,
+) -> Monitor:
     sensor = RaplSensor(roots)
     return Monitor(
         [(sensor, sensor.discover())],
-        StaticIntensityProvider(ResolvedLocation("FR", "config", "")),
+        intensity or StaticIntensityProvider(ResolvedLocation("FR", "config", "")),
         CarbonSettings(1.2, None),
         interval_s=1.0,
         version="bench",
         attributor=attributor,
+        intensity_log=intensity_log,
     )
+
+
+def year_of_hours(path: Path) -> IntensityFeed:
+    """A file feed replaying a year of hourly values (8760 points), loaded once."""
+    start = time.time() - 180 * 86400
+    rows = (f"{start + hour * 3600:.0f},{200 + hour % 24 * 10}" for hour in range(8760))
+    path.write_text("timestamp,g_per_kwh\n" + "\n".join(rows) + "\n")
+    static = StaticIntensityProvider(ResolvedLocation("FR", "config", ""))
+    return IntensityFeed(IntensityFileSource(path, "FR"), static, FeedSettings(900, 7200))
 
 
 def rss_mib(pid: int) -> float:
@@ -103,6 +121,19 @@ def main() -> None:
             rendering = timed(lambda snapshot=snapshot: render(snapshot), 2000)
             rows.append(timing_row(f"sample ({zones} RAPL zones)", sample))
             rows.append(timing_row(f"render /metrics ({zones} zones)", rendering))
+
+        feed = year_of_hours(Path(tmp) / "year.csv")
+        rows.append(
+            timing_row(
+                "load a year of hourly intensity (file, 8760 rows)",
+                timed(lambda: IntensityFileSource(Path(tmp) / "year.csv", "FR").fetch(), 20),
+            )
+        )
+        feed.refresh_once()
+        live = rapl_monitor(SensorRoots(sysfs=Path(tmp) / "sys2"), None, feed, IntensityLog(None))
+        rows.append(
+            timing_row("sample, live feed + intensity log (5 zones)", timed(live.sample, 2000))
+        )
 
         for label, procfs, jobs in (
             ("this machine's /proc, 1 job", Path("/proc"), None),

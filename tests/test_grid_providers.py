@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from email.utils import formatdate
@@ -9,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.carbon.feed import IntensityFeed
+from agent.carbon.location import ResolvedLocation
 from agent.carbon.offline_data import LBS_PER_MWH_TO_G_PER_KWH
 from agent.carbon.providers.base import FetchErrorReason, ProviderError
 from agent.carbon.providers.electricitymaps import (
@@ -17,6 +21,7 @@ from agent.carbon.providers.electricitymaps import (
     ElectricityMapsSource,
 )
 from agent.carbon.providers.http import JsonHttp, parse_retry_after, redact
+from agent.carbon.providers.registry import build_intensity_provider
 from agent.carbon.providers.uk import UkCarbonIntensitySource
 from agent.carbon.providers.watttime import (
     FORECAST_PATH as WT_FORECAST,
@@ -26,6 +31,7 @@ from agent.carbon.providers.watttime import (
     TOKEN_LIFETIME_S,
     WattTimeSource,
 )
+from agent.config.schema import CarbonSection
 from tests.fakes.grid_apis import Failure, GridApiServer
 
 
@@ -349,3 +355,50 @@ def test_uk_bad_national_answers(
 ) -> None:
     api.fail_next("/intensity", Failure(200, body))
     assert fetch_error(uk(api)).reason is reason
+
+
+# -- choosing the provider -----------------------------------------------------------------
+
+
+def _carbon(**keys: object) -> CarbonSection:
+    return CarbonSection.model_validate(keys)
+
+
+def test_registry_builds_the_configured_source_with_its_static_fallback(tmp_path: Path) -> None:
+    guessed = ResolvedLocation("FR", "timezone", "time zone Europe/Paris")
+    token = _secret_file(tmp_path, "t", "tok")
+    em = build_intensity_provider(
+        _carbon(provider="electricitymaps", electricitymaps={"token_file": token, "zone": "DE"}),
+        guessed,
+    )
+    assert isinstance(em, IntensityFeed) and isinstance(em.source, ElectricityMapsSource)
+    fallback = em.current(0.0).average
+    assert (fallback.provider, fallback.location, fallback.resolved_by) == (
+        "static",
+        "DE",
+        "provider",
+    )
+    uk_feed = build_intensity_provider(_carbon(provider="uk", uk={"region_id": 3}), guessed)
+    assert isinstance(uk_feed, IntensityFeed)
+    assert uk_feed.current(0.0).average.location == "GB"
+    configured = build_intensity_provider(
+        _carbon(provider="uk", location="FR"), ResolvedLocation("FR", "config", "")
+    )
+    assert configured.current(0.0).average.location == "FR"  # carbon.location wins
+    static = build_intensity_provider(_carbon(), guessed)
+    assert static.name == "static" and not isinstance(static, IntensityFeed)
+
+
+def test_a_static_agent_never_loads_requests() -> None:
+    code = (
+        "import sys\n"
+        "from agent.daemon.wiring import build_agent\n"
+        "from exporters.prometheus import render\n"
+        "from agent.carbon.providers.registry import build_intensity_provider\n"
+        "from agent.config.schema import CarbonSection\n"
+        "from agent.carbon.location import ResolvedLocation\n"
+        "build_intensity_provider(CarbonSection(), ResolvedLocation('FR', 'config', ''))\n"
+        "assert 'requests' not in sys.modules, 'requests was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
