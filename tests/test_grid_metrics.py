@@ -11,6 +11,8 @@ from agent.accounting.energy import UJ_PER_KWH
 from agent.accounting.intensity_log import IntensityLog
 from agent.carbon.intensity import MARGINAL, ForecastPoint
 from agent.carbon.providers.base import FetchErrorReason, ProviderError
+from agent.jobs.registry import Caller, JobRegistry, JobsSettings
+from agent.jobs.validation import JobRequest
 from agent.ledger import LEDGER_FILE_NAME, JobLedger
 from agent.sensors.base import SensorRoots
 from agent.sensors.rapl import RaplSensor
@@ -21,6 +23,7 @@ from tests.daemon import parse
 from tests.fakes.clock import ManualClock
 from tests.fakes.intensity import Clock, make_feed
 from tests.fakes.powercap import FakePowercap, two_socket_server
+from tests.fakes.procfs import FakeProcess, make_procfs, write_process, write_uptime
 
 
 def wall(clock: ManualClock) -> float:
@@ -177,3 +180,57 @@ def test_stored_intensity_series_recomputes_the_emissions_counter(
     reopened = JobLedger(tmp_path / LEDGER_FILE_NAME)
     assert reopened.next_period_id() == periods[-1].period_id + 1
     reopened.close()
+
+
+def test_a_jobs_emissions_are_recomputable_from_its_energy_per_period(
+    sysfs: Path, make_monitor: MonitorFactory, clock: ManualClock, tmp_path: Path
+) -> None:
+    tree = two_socket_server(sysfs, with_psys=False, with_mmio=False)
+    procfs = make_procfs(tmp_path / "proc")
+    write_uptime(procfs.root, 1000.0)
+    worker = FakeProcess(pid=4242, start_ticks=100_000, uid=0)
+    write_process(procfs.root, worker)
+    ledger = JobLedger(tmp_path / LEDGER_FILE_NAME)
+    registry = JobRegistry(
+        JobsSettings(detect_cgroups=False),
+        SensorRoots(sysfs=sysfs, procfs=procfs.root),
+        ledger=ledger,
+        clock_ticks_per_s=100,
+        wall_clock_s=lambda: wall(clock),
+    )
+    job = registry.register(Caller(1, 0, 0), JobRequest("train", (), (4242,)))
+    feed_clock = Clock(wall(clock))
+    feed, source = make_feed(feed_clock)
+    log = IntensityLog(ledger)
+    monitor = make_monitor(
+        RaplSensor(SensorRoots(sysfs=sysfs)),
+        intensity=feed,
+        intensity_log=log,
+        attributor=registry,
+        pue=1.1,
+    )
+    source.script.extend([120.0, 480.0, 240.0])
+    feed.refresh_once()
+    monitor.sample()
+    for step in range(9):
+        if step in (3, 6):
+            feed_clock.now = wall(clock)
+            feed.refresh_once()  # a new value: a new period
+        procfs.tick(busy=100 + 10 * step, idle=100)
+        worker.utime += 50 + 5 * step
+        write_process(procfs.root, worker)
+        _advance(tree, clock, 500 + 100 * step)
+        monitor.sample()
+        if step in (2, 4):
+            registry.flush()
+            log.flush()
+    registry.flush()
+    log.flush()
+
+    record = registry.get(job.job_id)
+    stored = ledger.job_periods(job.job_id)
+    assert [period.g_per_kwh for period, _uj in stored] == [120.0, 480.0, 240.0]
+    assert sum(uj for _period, uj in stored) == record.energy_total_uj > 0
+    recomputed = sum(uj * p.pue * p.g_per_kwh / UJ_PER_KWH for p, uj in stored)
+    assert recomputed == pytest.approx(record.emissions_location_g, rel=1e-12)
+    ledger.close()

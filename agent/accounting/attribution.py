@@ -150,3 +150,4 @@ class SampleEnergy:
     market_g_per_kwh: float
     pue: float
     now_unix_s: float
+    intensity_period_id: int = 0  # the stored intensity period this sample falls in (0: none)

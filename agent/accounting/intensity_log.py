@@ -81,8 +81,9 @@ class IntensityLog:
         grid: GridIntensity,
         market_g_per_kwh: float,
         pue: float,
-    ) -> None:
-        """Account one sample's node energy under the intensity in force (called by the monitor)."""
+    ) -> int:
+        """Account one sample's node energy under the intensity in force (called by the
+        monitor); returns the period's id, which job energy is also stored under."""
         average, marginal = grid.average, grid.marginal
         sample = IntensityPeriod(
             period_id=0,
@@ -118,6 +119,7 @@ class IntensityLog:
                 self._next_id += 1
             self._open = current
             self._unwritten[current.period_id] = current
+            return current.period_id
 
     def periods(self) -> list[IntensityPeriod]:
         """Periods not yet written (the open one included), oldest first."""

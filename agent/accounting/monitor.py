@@ -197,8 +197,11 @@ class Monitor:
         self._emissions_market_g += grams(node_delta_uj, market_g_per_kwh, pue)
         if grid.marginal is not None:
             self._emissions_marginal_g += grams(node_delta_uj, grid.marginal.g_per_kwh, pue)
+        period_id = 0
         if self._intensity_log is not None:
-            self._intensity_log.record(now_unix_s, node_delta_uj, grid, market_g_per_kwh, pue)
+            period_id = self._intensity_log.record(
+                now_unix_s, node_delta_uj, grid, market_g_per_kwh, pue
+            )
         gpus = tuple(gpu for _sensor, result in results for gpu in result.gpus)
         attribution = None
         if self._attributor is not None:
@@ -211,6 +214,7 @@ class Monitor:
                     market_g_per_kwh=market_g_per_kwh,
                     pue=pue,
                     now_unix_s=now_unix_s,
+                    intensity_period_id=period_id,
                 )
             )
 

@@ -39,6 +39,9 @@ class JobRecord:
     processes: tuple[Identity, ...] = ()
     cgroup: str | None = None
     updated_at: float = 0.0
+    # (intensity period id, µJ) for the ledger's job_periods table: the job's energy under each
+    # intensity value, so its emissions can be recomputed. Not part of the API's JSON.
+    energy_by_period: tuple[tuple[int, int], ...] = ()
 
     @property
     def running(self) -> bool:

@@ -92,6 +92,7 @@ class _Job:
     modelled_uj: int = 0
     emissions_location_g: float = 0.0
     emissions_market_g: float = 0.0
+    energy_by_period: dict[int, int] = field(default_factory=dict)  # unwritten or still open
     ended_at: float | None = None
     stop_requested: bool = False
     resumed_at: float | None = None  # updated_at of the ledger row it resumed from
@@ -136,7 +137,16 @@ class _Job:
             processes=self.processes.identities if self.processes else base.processes,
             cgroup=self.cgroup.hierarchy_path if self.cgroup else base.cgroup,
             updated_at=self.updated_at,
+            energy_by_period=tuple(sorted(self.energy_by_period.items())),
         )
+
+    def forget_written_periods(self, written: JobRecord) -> None:
+        """Drop periods the ledger has for good: those before the newest one written, which
+        were closed when it was written (periods follow each other)."""
+        if written.energy_by_period:
+            newest = written.energy_by_period[-1][0]
+            for period_id in [p for p in self.energy_by_period if p < newest]:
+                del self.energy_by_period[period_id]
 
     def end(self, at: float) -> None:
         self.ended_at = at
@@ -327,10 +337,13 @@ class JobRegistry:
                     else:
                         job.measured_uj += uj
                     job_delta_uj[recipient.job_id] = job_delta_uj.get(recipient.job_id, 0) + uj
+            period = sample.intensity_period_id
             for job_id, uj in job_delta_uj.items():
                 job = self._jobs[job_id]
                 job.emissions_location_g += grams(uj, sample.intensity_g_per_kwh, sample.pue)
                 job.emissions_market_g += grams(uj, sample.market_g_per_kwh, sample.pue)
+                if period:
+                    job.energy_by_period[period] = job.energy_by_period.get(period, 0) + uj
             for job in self._jobs.values():
                 if job.running:
                     job.updated_at = now
@@ -547,6 +560,10 @@ class JobRegistry:
             with self._lock:
                 for job in dirty:
                     job.dirty = True
+            return
+        with self._lock:
+            for job, record in zip(dirty, records, strict=True):
+                job.forget_written_periods(record)
 
 
 def _created_at(directory: Path, now: float) -> float:

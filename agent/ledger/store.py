@@ -66,6 +66,12 @@ CREATE TABLE IF NOT EXISTS intensity_periods (
     emissions_marginal_g REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS intensity_periods_started ON intensity_periods (started_at);
+CREATE TABLE IF NOT EXISTS job_periods (  -- a job's energy under each intensity period
+    job_id TEXT NOT NULL,
+    period_id INTEGER NOT NULL,
+    energy_uj INTEGER NOT NULL,
+    PRIMARY KEY (job_id, period_id)
+);
 """
 _COLUMNS = (
     "job_id, name, kind, uid, user, tags, started_at, ended_at, cpu_uj, dram_uj, gpu_uj, "
@@ -116,6 +122,7 @@ class JobLedger:
             raise LedgerError(f"cannot open the job ledger {path}: {exc}") from None
 
     def write(self, records: Iterable[JobRecord]) -> None:
+        records = list(records)
         rows = [_row(record) for record in records]
         if not rows:
             return
@@ -125,6 +132,15 @@ class JobLedger:
             try:
                 self._db.executemany(
                     f"INSERT OR REPLACE INTO jobs ({_COLUMNS}) VALUES ({placeholders})", rows
+                )
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO job_periods (job_id, period_id, energy_uj) "
+                    "VALUES (?, ?, ?)",
+                    [
+                        (record.job_id, period_id, energy_uj)
+                        for record in records
+                        for period_id, energy_uj in record.energy_by_period
+                    ],
                 )
             except sqlite3.Error:
                 self._db.execute("ROLLBACK")
@@ -162,6 +178,18 @@ class JobLedger:
                 (since_unix_s,),
             ).fetchall()
         return [IntensityPeriod(*row) for row in rows]
+
+    def job_periods(self, job_id: str) -> list[tuple[IntensityPeriod, int]]:
+        """The intensity periods a job ran under, with its energy (µJ) in each."""
+        columns = ", ".join(f"p.{name}" for name in _PERIOD_COLUMNS.split(", "))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {columns}, j.energy_uj FROM job_periods j "
+                "JOIN intensity_periods p USING (period_id) WHERE j.job_id = ? "
+                "ORDER BY period_id",
+                (job_id,),
+            ).fetchall()
+        return [(IntensityPeriod(*row[:-1]), int(row[-1])) for row in rows]
 
     def running(self) -> list[JobRecord]:
         return self._query("WHERE ended_at IS NULL ORDER BY started_at", ())
