@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from agent.carbon.intensity import MARGINAL, ForecastPoint
 from agent.carbon.providers.base import FetchErrorReason, ProviderError
 from agent.jobs.registry import Caller, JobRegistry, JobsSettings
 from agent.jobs.validation import JobRequest
-from agent.ledger import LEDGER_FILE_NAME, JobLedger
+from agent.ledger import LEDGER_FILE_NAME, JobLedger, store
 from agent.sensors.base import SensorRoots
 from agent.sensors.rapl import RaplSensor
 from exporters.prometheus import render
@@ -234,3 +235,22 @@ def test_a_jobs_emissions_are_recomputable_from_its_energy_per_period(
     recomputed = sum(uj * p.pue * p.g_per_kwh / UJ_PER_KWH for p, uj in stored)
     assert recomputed == pytest.approx(record.emissions_location_g, rel=1e-12)
     ledger.close()
+
+
+def test_a_version_1_ledger_gains_the_intensity_tables(tmp_path: Path) -> None:
+    path = tmp_path / LEDGER_FILE_NAME
+    with sqlite3.connect(path) as db:  # what carbonscope 0.1 with job ledger v1 left behind
+        db.executescript(store._SCHEMA.split("CREATE TABLE IF NOT EXISTS intensity_periods")[0])
+        db.execute(
+            "INSERT INTO jobs (job_id, name, kind, user, tags, started_at, processes, updated_at)"
+            " VALUES ('j-old', 'kept', 'tagged', 'ml', '{}', 1.0, '[]', 1.0)"
+        )
+        db.execute("PRAGMA user_version=1")
+    db.close()
+    ledger = JobLedger(path)
+    assert ledger.periods() == [] and ledger.next_period_id() == 1
+    ledger.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("SELECT name FROM jobs").fetchall() == [("kept",)]
+    db.close()
