@@ -216,3 +216,24 @@ def test_a_missing_file_keeps_the_feed_on_its_last_series(tmp_path: Path) -> Non
 def test_parse_series_accepts_unix_seconds_and_offsets() -> None:
     points = parse_series("timestamp,g_per_kwh\n100,1\n1970-01-01T02:00:00+01:00,2\n", False)
     assert [(p.starts_at_unix_s, p.g_per_kwh) for p in points] == [(100.0, 1.0), (3600.0, 2.0)]
+
+
+def test_a_failed_forecast_is_counted_and_retried_later_without_touching_the_value() -> None:
+    clock = Clock()
+    feed, source = make_feed(clock, refresh_s=10.0)
+
+    def broken_forecast() -> tuple[ForecastPoint, ...] | None:
+        source.forecast_calls += 1
+        raise ProviderError(FetchErrorReason.SERVER, "HTTP 502")
+
+    source.fetch_forecast = broken_forecast  # type: ignore[method-assign]
+    source.script.extend([200.0, 201.0, 202.0])
+    feed.refresh_once()
+    clock.now += 10
+    feed.refresh_once()  # within the 60 s forecast retry: not asked again
+    clock.now += 60
+    feed.refresh_once()
+    status = feed.current(clock.now).feed
+    assert status is not None and status.up and status.state == FeedState.OK
+    assert dict(status.fetch_errors) == {"server_error": 2}
+    assert source.forecast_calls == 2

@@ -37,6 +37,7 @@ FETCH_DURATION_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 300.0
 FORECAST_MIN_REFRESH_S = 900.0  # forecasts move hourly: never ask more often than this
+FORECAST_RETRY_S = 60.0  # after a failed forecast (the current value is fetched regardless)
 
 
 class FeedState(StrEnum):
@@ -145,7 +146,8 @@ class IntensityFeed:
             with self._lock:
                 self._errors[exc.reason.value] += 1
             log.warning("intensity provider %s: forecast: %s", self.name, exc)
-            self._forecast_due_s = self._monotonic_s() + self._backoff_s(1) * 60
+            retry_s = max(exc.retry_after_s or 0.0, FORECAST_RETRY_S)
+            self._forecast_due_s = self._monotonic_s() + retry_s
             return
         if forecast is not None:
             with self._lock:
