@@ -3,6 +3,7 @@ from __future__ import annotations
 import ctypes
 import os
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +29,15 @@ def require_tool(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def assert_promtool_clean(exposition: bytes) -> None:
+    """`promtool check metrics` finds nothing to say about this /metrics body."""
+    promtool = require_tool("promtool")
+    lint = subprocess.run(
+        [promtool, "check", "metrics"], input=exposition, capture_output=True, timeout=30
+    )
+    assert lint.returncode == 0, lint.stdout.decode() + lint.stderr.decode()
 
 
 @pytest.fixture

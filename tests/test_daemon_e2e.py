@@ -12,7 +12,7 @@ import pytest
 
 from agent.accounting.energy import UJ_PER_KWH
 from agent.carbon.offline_data import OfflineIntensityData
-from tests.conftest import require_tool
+from tests.conftest import assert_promtool_clean
 from tests.daemon import Daemon
 from tests.fakes.powercap import two_socket_server
 
@@ -81,12 +81,7 @@ def test_exact_joules_and_emissions_from_a_fake_rapl_tree(tmp_path: Path) -> Non
         assert after[grid] == france
         assert after[("carbonscope_pue_ratio", ())] == 1.5
 
-        promtool = require_tool("promtool")
-        exposition = daemon.get().encode()
-        lint = subprocess.run(
-            [promtool, "check", "metrics"], input=exposition, capture_output=True, timeout=30
-        )
-        assert lint.returncode == 0, lint.stdout.decode() + lint.stderr.decode()
+        assert_promtool_clean(daemon.get().encode())
     finally:
         assert daemon.stop() == 0, daemon.log_text()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from agent.sensors.base import SensorRoots
 from agent.sensors.rapl import RaplSensor
 from exporters.prometheus import render
 from exporters.prometheus.collector import forecast_by_hour
-from tests.conftest import MonitorFactory, require_tool
+from tests.conftest import MonitorFactory, assert_promtool_clean
 from tests.daemon import parse
 from tests.fakes.clock import ManualClock
 from tests.fakes.intensity import Clock, make_feed
@@ -102,11 +101,7 @@ def test_marginal_provider_metrics_pass_promtool(
         == 1
     )
 
-    promtool = require_tool("promtool")
-    lint = subprocess.run(
-        [promtool, "check", "metrics"], input=exposition, capture_output=True, timeout=30
-    )
-    assert lint.returncode == 0, lint.stdout.decode() + lint.stderr.decode()
+    assert_promtool_clean(exposition)
 
 
 def test_forecast_gauge_by_hours_ahead(

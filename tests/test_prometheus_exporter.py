@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 from agent.jobs.registry import Caller, JobRegistry, JobsSettings
@@ -11,7 +10,7 @@ from agent.jobs.validation import JobRequest
 from agent.sensors.base import SensorRoots
 from agent.sensors.rapl import RaplSensor
 from exporters.prometheus import render
-from tests.conftest import MonitorFactory, require_tool
+from tests.conftest import MonitorFactory, assert_promtool_clean
 from tests.fakes.clock import ManualClock
 from tests.fakes.intensity import SettableIntensity
 from tests.fakes.powercap import two_socket_server
@@ -73,12 +72,7 @@ def test_whole_exposition_matches_golden(
 def test_exposition_passes_promtool(
     sysfs: Path, make_monitor: MonitorFactory, clock: ManualClock
 ) -> None:
-    promtool = require_tool("promtool")
-    exposition = two_socket_exposition(sysfs, make_monitor, clock)
-    result = subprocess.run(
-        [promtool, "check", "metrics"], input=exposition, capture_output=True, timeout=30
-    )
-    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+    assert_promtool_clean(two_socket_exposition(sysfs, make_monitor, clock))
 
 
 def test_no_reserved_or_host_labels(

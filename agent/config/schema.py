@@ -26,12 +26,20 @@ IMPLEMENTED_SENSORS = ("rapl", "nvml", "model")
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
-def _interval_in_range(seconds: float) -> float:
-    if not 0.05 <= seconds <= 60:
-        raise ValueError(
-            f"{format_duration(seconds)} is out of range: must be between 50ms and 60s"
-        )
-    return seconds
+def _duration_between(low: str, high: str | None = None) -> AfterValidator:
+    """A bound on a Duration, written as durations; messages use the same spelling."""
+    low_s, high_s = parse_duration(low), None if high is None else parse_duration(high)
+
+    def check(seconds: float) -> float:
+        if high_s is None and seconds < low_s:
+            raise ValueError(f"{format_duration(seconds)} is too short: at least {low}")
+        if high_s is not None and not low_s <= seconds <= high_s:
+            raise ValueError(
+                f"{format_duration(seconds)} is out of range: must be between {low} and {high}"
+            )
+        return seconds
+
+    return AfterValidator(check)
 
 
 def _parse_listen(value: str) -> str:
@@ -58,7 +66,7 @@ class _Section(BaseModel):
 
 
 class AgentSection(_Section):
-    interval: Annotated[Duration, AfterValidator(_interval_in_range)] = 1.0
+    interval: Annotated[Duration, _duration_between("50ms", "60s")] = 1.0
     listen: Annotated[str, AfterValidator(_parse_listen)] = "0.0.0.0:9377"
     state_dir: Annotated[Path | None, BeforeValidator(_empty_as_none)] = None
     sysfs_root: Path = Path("/sys")
@@ -97,20 +105,6 @@ class SensorsSection(_Section):
                 f"(available: {', '.join(IMPLEMENTED_SENSORS)})"
             )
         return value
-
-
-def _at_least_one_second(seconds: float) -> float:
-    if seconds < 1:
-        raise ValueError(f"{format_duration(seconds)} is too short: at least 1s")
-    return seconds
-
-
-def _timeout_in_range(seconds: float) -> float:
-    if not 0.1 <= seconds <= 120:
-        raise ValueError(
-            f"{format_duration(seconds)} is out of range: must be between 100ms and 2m"
-        )
-    return seconds
 
 
 def _http_url(value: str) -> str:
@@ -174,9 +168,9 @@ class CarbonSection(_Section):
     provider: Literal["static", "electricitymaps", "watttime", "uk", "file"] = "static"
     pue: Annotated[float, Field(ge=1.0, le=5.0)] = 1.0
     market_factor: Annotated[float | None, BeforeValidator(_empty_as_none), Field(ge=0)] = None
-    refresh: Annotated[Duration, AfterValidator(_at_least_one_second)] = 900.0
-    max_age: Annotated[Duration, AfterValidator(_at_least_one_second)] = 7200.0
-    timeout: Annotated[Duration, AfterValidator(_timeout_in_range)] = 10.0
+    refresh: Annotated[Duration, _duration_between("1s")] = 900.0
+    max_age: Annotated[Duration, _duration_between("1s")] = 7200.0
+    timeout: Annotated[Duration, _duration_between("100ms", "2m")] = 10.0
     electricitymaps: ElectricityMapsSection = ElectricityMapsSection()
     watttime: WattTimeSection = WattTimeSection()
     uk: UkSection = UkSection()
@@ -215,14 +209,6 @@ def _promotable_tags(keys: list[str]) -> list[str]:
     return keys
 
 
-def _flush_in_range(seconds: float) -> float:
-    if not 0.1 <= seconds <= 300:
-        raise ValueError(
-            f"{format_duration(seconds)} is out of range: must be between 100ms and 5m"
-        )
-    return seconds
-
-
 class JobsSection(_Section):
     socket: Annotated[Path | None, BeforeValidator(_empty_as_none)] = None
     keep_finished: Annotated[Duration, Field(ge=0)] = 3600.0
@@ -230,7 +216,7 @@ class JobsSection(_Section):
     promoted_tags: Annotated[
         list[str], BeforeValidator(_comma_list), AfterValidator(_promotable_tags)
     ] = ["team", "project"]
-    flush: Annotated[Duration, AfterValidator(_flush_in_range)] = 30.0
+    flush: Annotated[Duration, _duration_between("100ms", "5m")] = 30.0
     detect_cgroups: bool = True
     max_running_per_user: Annotated[int, Field(ge=1)] = 256
 

@@ -93,3 +93,16 @@ def intensity_number(value: object) -> float | None:
     if not math.isfinite(number) or number < 0:
         raise ValueError(f"{value!r} is not a valid intensity")
     return number
+
+
+def api_point(raw_value: object, raw_at: object, where: str, subject: str) -> IntensityPoint:
+    """One (value, timestamp) pair from an API answer: MALFORMED for a bad shape, NO_DATA
+    for a null value (the right shape, nothing to use)."""
+    try:
+        value = intensity_number(raw_value)
+        at = parse_timestamp(raw_at)
+    except ValueError as exc:
+        raise ProviderError(FetchErrorReason.MALFORMED, f"{where}: {exc}") from None
+    if value is None:
+        raise ProviderError(FetchErrorReason.NO_DATA, f"{where}: no value for {subject}")
+    return IntensityPoint(at, value)

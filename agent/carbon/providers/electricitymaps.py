@@ -13,9 +13,9 @@ from typing import Any
 from agent.carbon.intensity import AVERAGE, ForecastPoint
 from agent.carbon.providers.base import (
     FetchErrorReason,
-    IntensityPoint,
     ProviderError,
     Reading,
+    api_point,
     intensity_number,
     parse_timestamp,
 )
@@ -60,18 +60,10 @@ class ElectricityMapsSource:
 
     def fetch(self) -> Reading:
         body = self._get(LATEST_PATH)
-        try:
-            value = intensity_number(body.get("carbonIntensity"))
-            at = parse_timestamp(body.get("datetime"))
-        except ValueError as exc:
-            raise ProviderError(FetchErrorReason.MALFORMED, f"{LATEST_PATH}: {exc}") from None
-        if value is None:
-            raise ProviderError(
-                FetchErrorReason.NO_DATA, f"{LATEST_PATH}: carbonIntensity is null for {self.zone}"
-            )
+        point = api_point(body.get("carbonIntensity"), body.get("datetime"), LATEST_PATH, self.zone)
         factor = body.get("emissionFactorType")
         return Reading(
-            points=(IntensityPoint(at, value),),
+            points=(point,),
             location=self.zone,
             emission_factor_type=factor if isinstance(factor, str) else self.emission_factor_type,
         )

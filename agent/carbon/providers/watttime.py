@@ -19,8 +19,7 @@ from agent.carbon.providers.base import (
     IntensityPoint,
     ProviderError,
     Reading,
-    intensity_number,
-    parse_timestamp,
+    api_point,
 )
 from agent.carbon.providers.http import JsonHttp, read_secret
 
@@ -104,19 +103,11 @@ class WattTimeSource:
         if factor is None:
             raise ProviderError(FetchErrorReason.MALFORMED, f"{FORECAST_PATH}: units {units!r}")
         first = data[0]
-        try:
-            if not isinstance(first, Mapping):
-                raise ValueError(f"data point {first!r} is not an object")
-            value = intensity_number(first.get("value"))
-            at = parse_timestamp(first.get("point_time"))
-        except ValueError as exc:
-            raise ProviderError(FetchErrorReason.MALFORMED, f"{FORECAST_PATH}: {exc}") from None
-        if value is None:
-            raise ProviderError(
-                FetchErrorReason.NO_DATA, f"{FORECAST_PATH}: value is null for {self.region}"
-            )
+        if not isinstance(first, Mapping):
+            raise ProviderError(FetchErrorReason.MALFORMED, f"{FORECAST_PATH}: bad data point")
+        point = api_point(first.get("value"), first.get("point_time"), FORECAST_PATH, self.region)
         return Reading(
-            points=(IntensityPoint(at, value * factor),),
+            points=(IntensityPoint(point.starts_at_unix_s, point.g_per_kwh * factor),),
             location=self.region,
             emission_factor_type="unspecified",
         )
