@@ -38,7 +38,9 @@ class IntensityPeriod:
     emissions_market_g: float
     emissions_marginal_g: float
 
-    def same_factors(self, other: IntensityPeriod) -> bool:
+    @property
+    def factors(self) -> tuple[object, ...]:
+        """What makes a period: a sample with other factors starts a new one."""
         return (
             self.provider,
             self.location,
@@ -48,15 +50,6 @@ class IntensityPeriod:
             self.pue,
             self.marginal_provider,
             self.marginal_g_per_kwh,
-        ) == (
-            other.provider,
-            other.location,
-            other.signal,
-            other.g_per_kwh,
-            other.market_g_per_kwh,
-            other.pue,
-            other.marginal_provider,
-            other.marginal_g_per_kwh,
         )
 
 
@@ -105,7 +98,7 @@ class IntensityLog:
         )
         with self._lock:
             current = self._open
-            if current is not None and current.same_factors(sample):
+            if current is not None and current.factors == sample.factors:
                 current = replace(
                     current,
                     ended_at_unix_s=now_unix_s,

@@ -81,10 +81,8 @@ class IntensityFeed:
         self._loaded: _Loaded | None = None
         self._forecast: tuple[ForecastPoint, ...] = ()
         self._forecast_due_s = 0.0  # monotonic
-        self._up = False
-        self._failures = 0
+        self._failures = 0  # consecutive failed fetches: up = a value and no failure since
         self._last_error = "no fetch yet"
-        self._last_error_at: float | None = None
         self._errors: Counter[str] = Counter()
         self._durations = Histogram.empty(FETCH_DURATION_BUCKETS_S)
         self._stop = threading.Event()
@@ -104,10 +102,10 @@ class IntensityFeed:
             reading = _applied_from(reading, fetched_at)
         with self._lock:
             self._durations = self._durations.observe(self._monotonic_s() - started)
-            if not self._up and self._failures:
+            if self._failures:
                 log.info("intensity provider %s answers again", self.name)
             self._loaded = _Loaded(reading, tuple(p.starts_at_unix_s for p in reading.points))
-            self._up, self._failures, self._last_error = True, 0, ""
+            self._failures, self._last_error = 0, ""
         self._refresh_forecast()
         return self._settings.refresh_s
 
@@ -116,9 +114,7 @@ class IntensityFeed:
             self._durations = self._durations.observe(duration_s)
             self._errors[exc.reason.value] += 1
             self._failures += 1
-            self._up = False
             self._last_error = str(exc)
-            self._last_error_at = self._wall_clock_s()
             failures = self._failures
         delay = self._backoff_s(failures)
         if exc.retry_after_s is not None:
@@ -199,18 +195,20 @@ class IntensityFeed:
         static = self._fallback.current(now_unix_s).average
         with self._lock:
             live = self._live_value(now_unix_s)
+            up = self._loaded is not None and self._failures == 0  # the last fetch worked
             fresh = live is not None and live.age_s <= self._settings.max_age_s
             if not fresh:
                 state = FeedState.FALLBACK
+            elif up:
+                state = FeedState.OK
             else:
-                state = FeedState.OK if self._up else FeedState.STALE
+                state = FeedState.STALE
             status = FeedStatus(
                 provider=self.name,
                 state=state.value,
-                up=self._up,
+                up=up,
                 last_value=live,
                 last_error=self._last_error,
-                last_error_at_unix_s=self._last_error_at,
                 fetch_errors=tuple(sorted(self._errors.items())),
                 fetch_duration=self._durations,
                 forecast=self._forecast,

@@ -45,7 +45,6 @@ class FeedStatus:
     up: bool  # the last fetch succeeded
     last_value: IntensityValue | None  # the newest value the provider gave, in force or not
     last_error: str  # "" when the last fetch succeeded
-    last_error_at_unix_s: float | None
     fetch_errors: tuple[tuple[str, int], ...]  # (reason, count), cumulative
     fetch_duration: Histogram  # seconds per fetch attempt, cumulative
     forecast: tuple[ForecastPoint, ...] = field(default=())

@@ -99,7 +99,8 @@ class JsonHttp:
         secrets: tuple[str, ...] = (),
     ) -> Any:
         url = self.base_url + path
-        where = f"{urlsplit(url).netloc}{urlsplit(url).path}"
+        parts = urlsplit(url)
+        where = f"{parts.netloc}{parts.path}"
         try:
             response = self._session.get(
                 url,

@@ -49,7 +49,6 @@ class WattTimeSource:
         self._clock_s = clock_s
         self._token: str | None = None
         self._token_at = 0.0
-        self.logins = 0
 
     def _login(self) -> str:
         password = read_secret(self._password_file, "carbon.watttime.password_file")
@@ -58,7 +57,6 @@ class WattTimeSource:
         if not isinstance(token, str) or not token:
             raise ProviderError(FetchErrorReason.MALFORMED, f"{LOGIN_PATH}: no token in answer")
         self._token, self._token_at = token, self._clock_s()
-        self.logins += 1
         return token
 
     def _valid_token(self) -> tuple[str, bool]:
