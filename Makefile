@@ -6,7 +6,20 @@ STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench test-tools clean
+DEV_PKG := build/dev/carbonscope
+
+.PHONY: run test lint bench test-tools dev-tree clean
+
+## dev-tree: the `carbonscope` package as the editable install sees it: agent/'s entries and
+## exporters/ as symlinks (pyproject.toml maps them the same way into the wheel)
+dev-tree:
+	@mkdir -p $(DEV_PKG)
+	@find $(DEV_PKG) -maxdepth 1 -type l ! -exec test -e {} \; -delete
+	@for entry in agent/*; do \
+		case "$${entry##*/}" in __pycache__) continue;; esac; \
+		ln -sfn "$(CURDIR)/$$entry" "$(DEV_PKG)/$${entry##*/}"; \
+	done
+	@ln -sfn "$(CURDIR)/exporters" "$(DEV_PKG)/exporters"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +27,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 ## run: create the virtualenv, install, start the agent on its embedded default config
-run: $(STAMP)
+run: $(STAMP) dev-tree
 	$(BIN)/carbonscope run $(ARGS)
 
 ## test-tools: system tools the suite drives for real (Debian packages, installed when root)
@@ -33,18 +46,18 @@ test-tools:
 	fi
 
 ## test: install what the tests need and run the whole suite
-test: $(STAMP) test-tools
+test: $(STAMP) dev-tree test-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## lint: ruff and mypy, as before every commit
-lint: $(STAMP)
+lint: $(STAMP) dev-tree
 	$(BIN)/ruff check agent exporters tests benchmarks
 	$(BIN)/ruff format --check agent exporters tests benchmarks
 	$(BIN)/mypy
 
 ## bench: sampling and scrape cost, printed as a table
-bench: $(STAMP)
+bench: $(STAMP) dev-tree
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build/dev .pytest_cache .mypy_cache .ruff_cache

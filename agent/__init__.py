@@ -2,7 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from agent.client import track_job  # standard library only: cheap for training scripts
+from carbonscope.client import track_job  # standard library only: cheap for training scripts
 
 try:
     __version__ = version("carbonscope")

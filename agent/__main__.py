@@ -1,3 +1,3 @@
-from agent.cli import main
+from carbonscope.cli import main
 
 main()

@@ -12,13 +12,13 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from agent import __version__
-from agent.config import load_config
-from agent.config.durations import parse_duration
-from agent.errors import CarbonscopeError, ConfigError
+from carbonscope import __version__
+from carbonscope.config import load_config
+from carbonscope.config.durations import parse_duration
+from carbonscope.errors import CarbonscopeError, ConfigError
 
 if TYPE_CHECKING:
-    from agent.probe import ProbeResult
+    from carbonscope.probe import ProbeResult
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -67,7 +67,7 @@ def run(
     state_dir: Path | None,
 ) -> None:
     """Run the agent in the foreground (systemd Type=notify aware)."""
-    from agent.daemon.runner import run_daemon
+    from carbonscope.daemon.runner import run_daemon
 
     loaded = load_config(
         config_path,
@@ -93,7 +93,7 @@ def probe(
     as_json: bool, config_path: Path | None, sysfs_root: Path | None, procfs_root: Path | None
 ) -> None:
     """List every power source looked for, its status, reason and one reading."""
-    from agent.probe import run_probe
+    from carbonscope.probe import run_probe
 
     loaded = load_config(
         config_path, flags={"agent.sysfs_root": sysfs_root, "agent.procfs_root": procfs_root}
@@ -194,7 +194,7 @@ def config_check(file: Path | None) -> None:
 
 
 def _tag_pairs(values: tuple[str, ...]) -> dict[str, str]:
-    from agent.jobs.validation import JobRequestError, validate_tags
+    from carbonscope.jobs.validation import JobRequestError, validate_tags
 
     tags: dict[str, str] = {}
     for value in values:
@@ -234,9 +234,9 @@ def job_run(
 
     carbonscope job run --name bert --tag team=nlp -- python train.py
     """
-    from agent.client import JobApiError, JobClient
-    from agent.jobs.run_command import run_as_job, summary_lines
-    from agent.jobs.validation import JobRequestError, validate_name
+    from carbonscope.client import JobApiError, JobClient
+    from carbonscope.jobs.run_command import run_as_job, summary_lines
+    from carbonscope.jobs.validation import JobRequestError, validate_name
 
     try:
         validate_name(name)
@@ -277,8 +277,8 @@ def _ledger_records(
     """From the agent (live totals); from the ledger file when the agent is down."""
     import time
 
-    from agent.client import AgentUnavailable, JobApiError, JobClient
-    from agent.ledger import LEDGER_FILE_NAME, JobLedger
+    from carbonscope.client import AgentUnavailable, JobApiError, JobClient
+    from carbonscope.ledger import LEDGER_FILE_NAME, JobLedger
 
     client = JobClient(socket_path)
     try:
@@ -341,7 +341,7 @@ def jobs_list(
 @_state_dir_option
 def jobs_show(job_id: str, as_json: bool, socket_path: Path | None, state_dir: Path | None) -> None:
     """One job's record and totals."""
-    from agent.jobs.run_command import summary_lines
+    from carbonscope.jobs.run_command import summary_lines
 
     record = _ledger_records(socket_path, state_dir, job_id, 1)[0]
     if as_json:

@@ -1,6 +1,6 @@
 """Client of the job API, for training scripts and the CLI. Standard library only.
 
-    from agent import track_job
+    from carbonscope import track_job
     with track_job("bert-finetune", tags={"team": "nlp"}) as job:
         train()
     print(job.energy_joules, job.emissions_grams)
@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from agent.paths import client_jobs_socket
+from carbonscope.paths import client_jobs_socket
 
 DEFAULT_TIMEOUT_S = 15.0  # a stop waits for the next sample, which may take a few seconds
 

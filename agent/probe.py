@@ -8,14 +8,14 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from agent.accounting.monitor import CarbonSettings, Monitor
-from agent.carbon.feed import IntensityFeed
-from agent.carbon.intensity import FeedStatus, IntensityValue
-from agent.carbon.location import resolve_location
-from agent.carbon.providers.registry import build_intensity_provider
-from agent.config.schema import Config
-from agent.sensors.base import Discovery, GpuDetails, Sensor, SensorRoots, SourceStatus
-from agent.sensors.registry import every_source, select_sensors
+from carbonscope.accounting.monitor import CarbonSettings, Monitor
+from carbonscope.carbon.feed import IntensityFeed
+from carbonscope.carbon.intensity import FeedStatus, IntensityValue
+from carbonscope.carbon.location import resolve_location
+from carbonscope.carbon.providers.registry import build_intensity_provider
+from carbonscope.config.schema import Config
+from carbonscope.sensors.base import Discovery, GpuDetails, Sensor, SensorRoots, SourceStatus
+from carbonscope.sensors.registry import every_source, select_sensors
 
 PROBE_WINDOW_S = 0.5
 

@@ -17,17 +17,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.accounting.intensity_log import IntensityLog
-from agent.accounting.monitor import CarbonSettings, Monitor
-from agent.carbon.feed import FeedSettings, IntensityFeed
-from agent.carbon.intensity import IntensityProvider, StaticIntensityProvider
-from agent.carbon.location import ResolvedLocation
-from agent.carbon.providers.file import IntensityFileSource
-from agent.jobs.registry import Caller, JobRegistry, JobsSettings
-from agent.jobs.validation import JobRequest
-from agent.sensors.base import SensorRoots
-from agent.sensors.rapl import RaplSensor
-from exporters.prometheus import render
+from carbonscope.accounting.intensity_log import IntensityLog
+from carbonscope.accounting.monitor import CarbonSettings, Monitor
+from carbonscope.carbon.feed import FeedSettings, IntensityFeed
+from carbonscope.carbon.intensity import IntensityProvider, StaticIntensityProvider
+from carbonscope.carbon.location import ResolvedLocation
+from carbonscope.carbon.providers.file import IntensityFileSource
+from carbonscope.exporters.prometheus import render
+from carbonscope.jobs.registry import Caller, JobRegistry, JobsSettings
+from carbonscope.jobs.validation import JobRequest
+from carbonscope.sensors.base import SensorRoots
+from carbonscope.sensors.rapl import RaplSensor
 from tests.daemon import Daemon
 from tests.fakes.powercap import FakePowercap
 from tests.fakes.procfs import FakeProcess, make_procfs, write_process, write_uptime

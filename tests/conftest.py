@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.accounting.intensity_log import IntensityLog
-from agent.accounting.monitor import CarbonSettings, EnergyAttributor, Monitor
-from agent.carbon.intensity import IntensityProvider
-from agent.sensors.base import Sensor
+from carbonscope.accounting.intensity_log import IntensityLog
+from carbonscope.accounting.monitor import CarbonSettings, EnergyAttributor, Monitor
+from carbonscope.carbon.intensity import IntensityProvider
+from carbonscope.sensors.base import Sensor
 from tests.fakes.clock import ManualClock
 from tests.fakes.intensity import SettableIntensity
 from tests.fakes.nvml import FakeNvml, build_library

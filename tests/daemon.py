@@ -49,6 +49,7 @@ class Daemon:
         env: dict[str, str] | None = None,
         state_dir: Path | None = None,
         socket_path: Path | None = None,
+        python: str = sys.executable,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -58,9 +59,9 @@ class Daemon:
         self._log = open(self._log_path, "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
             [
-                sys.executable,
+                python,
                 "-m",
-                "agent",
+                "carbonscope",
                 "run",
                 "--listen",
                 f"127.0.0.1:{self.port}",

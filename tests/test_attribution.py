@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from agent.accounting.attribution import (
+from carbonscope.accounting.attribution import (
     IDLE,
     SYSTEM,
     CpuActivity,
@@ -16,7 +16,7 @@ from agent.accounting.attribution import (
     gpu_weights,
     split_exact,
 )
-from agent.sensors.base import Component, DeviceKey, GpuDetails, GpuProcess
+from carbonscope.sensors.base import Component, DeviceKey, GpuDetails, GpuProcess
 
 CPU = DeviceKey(Component.CPU, "package-0", "rapl")
 GPU0 = DeviceKey(Component.GPU, "gpu0", "nvml")

@@ -8,19 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from agent.carbon.intensity import StaticIntensityProvider
-from agent.carbon.location import (
+from carbonscope.carbon.intensity import StaticIntensityProvider
+from carbonscope.carbon.location import (
     ResolvedLocation,
     guess_from_timezone,
     resolve_location,
     system_timezone,
 )
-from agent.carbon.offline_data import (
+from carbonscope.carbon.offline_data import (
     LBS_PER_MWH_TO_G_PER_KWH,
     OfflineIntensityData,
     codecarbon_data_dir,
 )
-from agent.errors import LocationError
+from carbonscope.errors import LocationError
 
 DATA = codecarbon_data_dir()
 

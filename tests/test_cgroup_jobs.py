@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.jobs.cgroups import discover_cgroup_jobs, job_of_cgroups, read_usage_us
+from carbonscope.jobs.cgroups import discover_cgroup_jobs, job_of_cgroups, read_usage_us
 from tests.fakes.cgroups import (
     POD_UID,
     pod_v1_cgroupfs,

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import load_config
-from agent.errors import ConfigError
+from carbonscope.config import load_config
+from carbonscope.errors import ConfigError
 
 
 def check(path: Path | str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "agent", "config", "check", str(path)],
+        [sys.executable, "-m", "carbonscope", "config", "check", str(path)],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},

@@ -1,7 +1,7 @@
 """Counter deltas, wraps, resets and power integration: exact integers, never negative."""
 
-from agent.accounting.energy import CounterEvent, DeviceAccount, counter_delta_uj, grams
-from agent.sensors.base import Component, CounterReading, DeviceKey, PowerKind, PowerReading
+from carbonscope.accounting.energy import CounterEvent, DeviceAccount, counter_delta_uj, grams
+from carbonscope.sensors.base import Component, CounterReading, DeviceKey, PowerKind, PowerReading
 
 KEY = DeviceKey(Component.CPU, "package-0", "rapl")
 S = 1_000_000_000  # ns

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.accounting.energy import UJ_PER_KWH
-from agent.carbon.offline_data import OfflineIntensityData
-from agent.carbon.providers.electricitymaps import LATEST_PATH
-from agent.ledger import LEDGER_FILE_NAME, JobLedger
+from carbonscope.accounting.energy import UJ_PER_KWH
+from carbonscope.carbon.offline_data import OfflineIntensityData
+from carbonscope.carbon.providers.electricitymaps import LATEST_PATH
+from carbonscope.ledger import LEDGER_FILE_NAME, JobLedger
 from tests.daemon import Daemon, Labels, free_port, parse
 from tests.fakes.grid_apis import Failure, GridApiServer
 from tests.fakes.powercap import FakePowercap, two_socket_server
@@ -209,7 +209,7 @@ def test_emissions_follow_the_provider_sample_by_sample_through_an_outage(
 
 def probe(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "agent", "probe", "--config", str(config), *args],
+        [sys.executable, "-m", "carbonscope", "probe", "--config", str(config), *args],
         capture_output=True,
         text=True,
         env={**os.environ, "COLUMNS": "200"},
@@ -253,7 +253,7 @@ def test_unreadable_token_file_stops_the_start_naming_the_key(
         [
             sys.executable,
             "-m",
-            "agent",
+            "carbonscope",
             "run",
             "--config",
             str(config),

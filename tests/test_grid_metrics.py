@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from agent.accounting.energy import UJ_PER_KWH
-from agent.accounting.intensity_log import IntensityLog
-from agent.carbon.intensity import MARGINAL, ForecastPoint
-from agent.carbon.providers.base import FetchErrorReason, ProviderError
-from agent.jobs.registry import Caller, JobRegistry, JobsSettings
-from agent.jobs.validation import JobRequest
-from agent.ledger import LEDGER_FILE_NAME, JobLedger, store
-from agent.sensors.base import SensorRoots
-from agent.sensors.rapl import RaplSensor
-from exporters.prometheus import render
-from exporters.prometheus.collector import forecast_by_hour
+from carbonscope.accounting.energy import UJ_PER_KWH
+from carbonscope.accounting.intensity_log import IntensityLog
+from carbonscope.carbon.intensity import MARGINAL, ForecastPoint
+from carbonscope.carbon.providers.base import FetchErrorReason, ProviderError
+from carbonscope.exporters.prometheus import render
+from carbonscope.exporters.prometheus.collector import forecast_by_hour
+from carbonscope.jobs.registry import Caller, JobRegistry, JobsSettings
+from carbonscope.jobs.validation import JobRequest
+from carbonscope.ledger import LEDGER_FILE_NAME, JobLedger, store
+from carbonscope.sensors.base import SensorRoots
+from carbonscope.sensors.rapl import RaplSensor
 from tests.conftest import MonitorFactory, assert_promtool_clean
 from tests.daemon import parse
 from tests.fakes.clock import ManualClock

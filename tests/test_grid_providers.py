@@ -11,27 +11,27 @@ from pathlib import Path
 
 import pytest
 
-from agent.carbon.feed import IntensityFeed
-from agent.carbon.location import ResolvedLocation
-from agent.carbon.offline_data import LBS_PER_MWH_TO_G_PER_KWH
-from agent.carbon.providers.base import FetchErrorReason, ProviderError
-from agent.carbon.providers.electricitymaps import (
+from carbonscope.carbon.feed import IntensityFeed
+from carbonscope.carbon.location import ResolvedLocation
+from carbonscope.carbon.offline_data import LBS_PER_MWH_TO_G_PER_KWH
+from carbonscope.carbon.providers.base import FetchErrorReason, ProviderError
+from carbonscope.carbon.providers.electricitymaps import (
     FORECAST_PATH,
     LATEST_PATH,
     ElectricityMapsSource,
 )
-from agent.carbon.providers.http import JsonHttp, parse_retry_after, redact
-from agent.carbon.providers.registry import build_intensity_provider
-from agent.carbon.providers.uk import UkCarbonIntensitySource
-from agent.carbon.providers.watttime import (
+from carbonscope.carbon.providers.http import JsonHttp, parse_retry_after, redact
+from carbonscope.carbon.providers.registry import build_intensity_provider
+from carbonscope.carbon.providers.uk import UkCarbonIntensitySource
+from carbonscope.carbon.providers.watttime import (
     FORECAST_PATH as WT_FORECAST,
 )
-from agent.carbon.providers.watttime import (
+from carbonscope.carbon.providers.watttime import (
     LOGIN_PATH,
     TOKEN_LIFETIME_S,
     WattTimeSource,
 )
-from agent.config.schema import CarbonSection
+from carbonscope.config.schema import CarbonSection
 from tests.fakes.grid_apis import Failure, GridApiServer
 
 
@@ -388,11 +388,11 @@ def test_registry_builds_the_configured_source_with_its_static_fallback(tmp_path
 def test_a_static_agent_never_loads_requests() -> None:
     code = (
         "import sys\n"
-        "from agent.daemon.wiring import build_agent\n"
-        "from exporters.prometheus import render\n"
-        "from agent.carbon.providers.registry import build_intensity_provider\n"
-        "from agent.config.schema import CarbonSection\n"
-        "from agent.carbon.location import ResolvedLocation\n"
+        "from carbonscope.daemon.wiring import build_agent\n"
+        "from carbonscope.exporters.prometheus import render\n"
+        "from carbonscope.carbon.providers.registry import build_intensity_provider\n"
+        "from carbonscope.config.schema import CarbonSection\n"
+        "from carbonscope.carbon.location import ResolvedLocation\n"
         "build_intensity_provider(CarbonSection(), ResolvedLocation('FR', 'config', ''))\n"
         "assert 'requests' not in sys.modules, 'requests was imported'\n"
     )

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from agent.carbon.feed import FeedSettings, FeedState, IntensityFeed
-from agent.carbon.intensity import MARGINAL, ForecastPoint, StaticIntensityProvider
-from agent.carbon.location import ResolvedLocation
-from agent.carbon.offline_data import OfflineIntensityData
-from agent.carbon.providers.base import (
+from carbonscope.carbon.feed import FeedSettings, FeedState, IntensityFeed
+from carbonscope.carbon.intensity import MARGINAL, ForecastPoint, StaticIntensityProvider
+from carbonscope.carbon.location import ResolvedLocation
+from carbonscope.carbon.offline_data import OfflineIntensityData
+from carbonscope.carbon.providers.base import (
     FetchErrorReason,
     ProviderError,
 )
-from agent.carbon.providers.file import IntensityFileSource, parse_series
+from carbonscope.carbon.providers.file import IntensityFileSource, parse_series
 from tests.fakes.intensity import Clock, make_feed
 
 GERMANY = OfflineIntensityData().lookup("DE").intensity_g_per_kwh

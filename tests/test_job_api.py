@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from agent.client import AgentUnavailable, JobApiError, JobClient, track_job
-from agent.errors import CarbonscopeError
-from agent.jobs.api import MAX_BODY_BYTES, JobApiServer
-from agent.jobs.registry import Caller, JobRegistry, JobsSettings
-from agent.jobs.validation import JobRequest
-from agent.ledger import JobLedger
-from agent.sensors.base import SensorRoots
+from carbonscope.client import AgentUnavailable, JobApiError, JobClient, track_job
+from carbonscope.errors import CarbonscopeError
+from carbonscope.jobs.api import MAX_BODY_BYTES, JobApiServer
+from carbonscope.jobs.registry import Caller, JobRegistry, JobsSettings
+from carbonscope.jobs.validation import JobRequest
+from carbonscope.ledger import JobLedger
+from carbonscope.sensors.base import SensorRoots
 from tests.daemon import short_socket_path
 
 NOBODY = 65534
@@ -186,7 +186,7 @@ def test_track_job_warns_without_an_agent_and_raises_when_strict(tmp_path: Path)
     """Run in a clean interpreter that imports only the standard-library client."""
     script = f"""
 import sys, warnings
-from agent import track_job
+from carbonscope import track_job
 heavy = {{"pydantic", "click", "rich", "psutil", "prometheus_client", "apscheduler"}}
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")

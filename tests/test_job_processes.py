@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.jobs.processes import JobProcesses, track
-from agent.procfs import ProcStat, parse_pid_stat, read_pid_cgroups, read_pid_uid
+from carbonscope.jobs.processes import JobProcesses, track
+from carbonscope.procfs import ProcStat, parse_pid_stat, read_pid_cgroups, read_pid_uid
 from tests.fakes.procfs import FakeProcess, write_process
 
 

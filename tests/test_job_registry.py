@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.accounting.attribution import Bucket
-from agent.accounting.snapshot import Snapshot
-from agent.jobs.registry import Caller, JobRegistry, JobsSettings
-from agent.jobs.validation import JobRequest, JobRequestError
-from agent.ledger import JobLedger
-from agent.sensors.base import Component, SensorRoots
-from agent.sensors.rapl import RaplSensor
+from carbonscope.accounting.attribution import Bucket
+from carbonscope.accounting.snapshot import Snapshot
+from carbonscope.jobs.registry import Caller, JobRegistry, JobsSettings
+from carbonscope.jobs.validation import JobRequest, JobRequestError
+from carbonscope.ledger import JobLedger
+from carbonscope.sensors.base import Component, SensorRoots
+from carbonscope.sensors.rapl import RaplSensor
 from tests.conftest import MonitorFactory
 from tests.fakes.cgroups import set_usage_v2, slurm_v2
 from tests.fakes.clock import ManualClock

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from agent.client import JobClient
-from agent.procfs import read_cpu_times, read_pid_stat
+from carbonscope.client import JobClient
+from carbonscope.procfs import read_cpu_times, read_pid_stat
 from tests.daemon import Daemon, Labels
 from tests.fakes.nvml import FakeGpu, FakeNvml
 from tests.fakes.powercap import two_socket_server
 
 pytestmark = pytest.mark.e2e
 
-JOB_RUN = (sys.executable, "-m", "agent", "job", "run")
+JOB_RUN = (sys.executable, "-m", "carbonscope", "job", "run")
 
 
 def job_run_without_agent(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

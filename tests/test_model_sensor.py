@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from agent.config.schema import ModelSensorSection, SensorsSection
-from agent.sensors.base import Component, PowerReading, SensorRoots, read_sysfs_text
-from agent.sensors.cpu_tdp import lookup_tdp, normalise_cpu_name
-from agent.sensors.model import CPU_KEY, DRAM_KEY, ModelSensor, curve_fraction
-from agent.sensors.registry import SelectedSensor, select_sensors
+from carbonscope.config.schema import ModelSensorSection, SensorsSection
+from carbonscope.sensors.base import Component, PowerReading, SensorRoots, read_sysfs_text
+from carbonscope.sensors.cpu_tdp import lookup_tdp, normalise_cpu_name
+from carbonscope.sensors.model import CPU_KEY, DRAM_KEY, ModelSensor, curve_fraction
+from carbonscope.sensors.registry import SelectedSensor, select_sensors
 from tests.conftest import MonitorFactory
 from tests.fakes.clock import ManualClock
 from tests.fakes.powercap import FakePowercap, two_socket_server

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.accounting.energy import UJ_PER_KWH
-from agent.sensors.base import (
+from carbonscope.accounting.energy import UJ_PER_KWH
+from carbonscope.sensors.base import (
     Component,
     DeviceKey,
     Discovery,
@@ -15,7 +15,7 @@ from agent.sensors.base import (
     SensorRoots,
     SourceStatus,
 )
-from agent.sensors.rapl import RaplSensor
+from carbonscope.sensors.rapl import RaplSensor
 from tests.conftest import MonitorFactory
 from tests.fakes.clock import ManualClock
 from tests.fakes.intensity import SettableIntensity

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.sensors.base import Component, DeviceKey, SourceStatus
-from agent.sensors.nvml import NvmlSensor
-from exporters.prometheus import render
+from carbonscope.exporters.prometheus import render
+from carbonscope.sensors.base import Component, DeviceKey, SourceStatus
+from carbonscope.sensors.nvml import NvmlSensor
 from tests.conftest import MonitorFactory, require_tool
 from tests.daemon import Daemon
 from tests.fakes.clock import ManualClock

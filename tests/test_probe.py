@@ -17,7 +17,7 @@ from tests.fakes.procfs import make_procfs
 
 def probe(*args: str) -> tuple[int, str]:
     result = subprocess.run(
-        [sys.executable, "-m", "agent", "probe", *args],
+        [sys.executable, "-m", "carbonscope", "probe", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -90,7 +90,7 @@ def test_probe_lists_each_gpu_with_name_uuid_method_power_status(
     fake.write()
     (tmp_path / "sys").mkdir()
     result = subprocess.run(
-        [sys.executable, "-m", "agent", "probe", "--sysfs-root", str(tmp_path / "sys")],
+        [sys.executable, "-m", "carbonscope", "probe", "--sysfs-root", str(tmp_path / "sys")],
         capture_output=True,
         text=True,
         timeout=60,
@@ -103,7 +103,15 @@ def test_probe_lists_each_gpu_with_name_uuid_method_power_status(
     assert "counter" in out and "integrated" in out
     assert "95.0 W" in out  # the integrated GPU's power over the probe window
     json_out = subprocess.run(
-        [sys.executable, "-m", "agent", "probe", "--json", "--sysfs-root", str(tmp_path / "sys")],
+        [
+            sys.executable,
+            "-m",
+            "carbonscope",
+            "probe",
+            "--json",
+            "--sysfs-root",
+            str(tmp_path / "sys"),
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from agent.jobs.registry import Caller, JobRegistry, JobsSettings
-from agent.jobs.validation import JobRequest
-from agent.sensors.base import SensorRoots
-from agent.sensors.rapl import RaplSensor
-from exporters.prometheus import render
+from carbonscope.exporters.prometheus import render
+from carbonscope.jobs.registry import Caller, JobRegistry, JobsSettings
+from carbonscope.jobs.validation import JobRequest
+from carbonscope.sensors.base import SensorRoots
+from carbonscope.sensors.rapl import RaplSensor
 from tests.conftest import MonitorFactory, assert_promtool_clean
 from tests.fakes.clock import ManualClock
 from tests.fakes.intensity import SettableIntensity

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.accounting.energy import UJ_PER_J
-from agent.sensors.base import Component, DeviceKey, SensorRoots, SourceStatus, read_sysfs_text
-from agent.sensors.rapl import PERMISSION_HINT, RaplSensor
+from carbonscope.accounting.energy import UJ_PER_J
+from carbonscope.sensors.base import (
+    Component,
+    DeviceKey,
+    SensorRoots,
+    SourceStatus,
+    read_sysfs_text,
+)
+from carbonscope.sensors.rapl import PERMISSION_HINT, RaplSensor
 from tests.conftest import MonitorFactory
 from tests.fakes.clock import ManualClock
 from tests.fakes.powercap import FakePowercap, two_socket_server

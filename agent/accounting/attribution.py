@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
-from agent.sensors.base import Component, DeviceKey, GpuDetails
+from carbonscope.sensors.base import Component, DeviceKey, GpuDetails
 
 K = TypeVar("K", bound=Hashable)
 

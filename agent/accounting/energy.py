@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from agent.sensors.base import CounterReading, PowerKind, PowerReading
+from carbonscope.sensors.base import CounterReading, PowerKind, PowerReading
 
 NS_PER_S = 1_000_000_000
 UJ_PER_J = 1_000_000

@@ -13,8 +13,8 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from agent.accounting.energy import grams
-from agent.carbon.intensity import GridIntensity
+from carbonscope.accounting.energy import grams
+from carbonscope.carbon.intensity import GridIntensity
 
 log = logging.getLogger(__name__)
 

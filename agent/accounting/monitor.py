@@ -13,19 +13,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from agent.accounting.attribution import SampleEnergy
-from agent.accounting.energy import NS_PER_S, DeviceAccount, grams
-from agent.accounting.intensity_log import IntensityLog
-from agent.accounting.node import NodeEnergyPlan
-from agent.accounting.snapshot import (
+from carbonscope.accounting.attribution import SampleEnergy
+from carbonscope.accounting.energy import NS_PER_S, DeviceAccount, grams
+from carbonscope.accounting.intensity_log import IntensityLog
+from carbonscope.accounting.node import NodeEnergyPlan
+from carbonscope.accounting.snapshot import (
     SAMPLE_DURATION_BUCKETS_S,
     AttributionView,
     DeviceEnergy,
     Snapshot,
 )
-from agent.carbon.intensity import IntensityProvider
-from agent.histogram import Histogram
-from agent.sensors.base import (
+from carbonscope.carbon.intensity import IntensityProvider
+from carbonscope.histogram import Histogram
+from carbonscope.sensors.base import (
     CounterReading,
     DeviceKey,
     DeviceStatus,

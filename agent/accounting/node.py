@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from agent.sensors.base import Component, DeviceKey
+from carbonscope.sensors.base import Component, DeviceKey
 
 
 @dataclass(frozen=True)

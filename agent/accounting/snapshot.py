@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.accounting.attribution import Bucket
-from agent.carbon.intensity import FeedStatus, IntensityValue
-from agent.histogram import Histogram
-from agent.sensors.base import Component, DeviceKey, DeviceStatus, GpuDetails
+from carbonscope.accounting.attribution import Bucket
+from carbonscope.carbon.intensity import FeedStatus, IntensityValue
+from carbonscope.histogram import Histogram
+from carbonscope.sensors.base import Component, DeviceKey, DeviceStatus, GpuDetails
 
 SAMPLE_DURATION_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from agent.carbon.intensity import (
+from carbonscope.carbon.intensity import (
     MARGINAL,
     FeedStatus,
     ForecastPoint,
@@ -28,8 +28,8 @@ from agent.carbon.intensity import (
     IntensityValue,
     StaticIntensityProvider,
 )
-from agent.carbon.providers.base import GridSource, IntensityPoint, ProviderError, Reading
-from agent.histogram import Histogram
+from carbonscope.carbon.providers.base import GridSource, IntensityPoint, ProviderError, Reading
+from carbonscope.histogram import Histogram
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from agent.carbon.location import ResolvedLocation
-from agent.carbon.offline_data import OfflineIntensityData, StaticIntensity
-from agent.histogram import Histogram
+from carbonscope.carbon.location import ResolvedLocation
+from carbonscope.carbon.offline_data import OfflineIntensityData, StaticIntensity
+from carbonscope.histogram import Histogram
 
 AVERAGE = "average"  # location-based Scope 2 signal
 MARGINAL = "marginal"  # the emissions of the next kWh: for shifting load, not for Scope 2

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.carbon.offline_data import WORLD
+from carbonscope.carbon.offline_data import WORLD
 
 DEFAULT_ZONEINFO_DIR = Path("/usr/share/zoneinfo")
 _UTC_NAMES = {"UTC", "UCT", "GMT", "Zulu", "Universal", "Greenwich"}

@@ -16,7 +16,7 @@ from typing import Any
 
 import pycountry
 
-from agent.errors import LocationError
+from carbonscope.errors import LocationError
 
 LBS_PER_MWH_TO_G_PER_KWH = 0.45359237  # 1 lb = 453.59237 g, 1 MWh = 1000 kWh
 WORLD = "WORLD"

@@ -1,7 +1,7 @@
 """Configuration: schema, layered loading and duration parsing."""
 
-from agent.config.durations import format_duration, parse_duration
-from agent.config.loader import LoadedConfig, load_config
-from agent.config.schema import Config
+from carbonscope.config.durations import format_duration, parse_duration
+from carbonscope.config.loader import LoadedConfig, load_config
+from carbonscope.config.schema import Config
 
 __all__ = ["Config", "LoadedConfig", "format_duration", "load_config", "parse_duration"]

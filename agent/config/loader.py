@@ -16,9 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from agent.config.schema import Config
-from agent.errors import ConfigError
-from agent.paths import default_jobs_socket, default_state_dir
+from carbonscope.config.schema import Config
+from carbonscope.errors import ConfigError
+from carbonscope.paths import default_jobs_socket, default_state_dir
 
 ENV_PREFIX = "CARBONSCOPE_"
 SYSTEM_CONFIG_PATH = Path("/etc/carbonscope/carbonscope.toml")

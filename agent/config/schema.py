@@ -16,9 +16,9 @@ from pydantic import (
     model_validator,
 )
 
-from agent.carbon.offline_data import OfflineIntensityData
-from agent.config.durations import format_duration, parse_duration
-from agent.jobs.validation import TAG_KEY
+from carbonscope.carbon.offline_data import OfflineIntensityData
+from carbonscope.config.durations import format_duration, parse_duration
+from carbonscope.jobs.validation import TAG_KEY
 
 SensorName = Literal["auto", "rapl", "hwmon", "nvml", "ipmi", "redfish", "model"]
 IMPLEMENTED_SENSORS = ("rapl", "nvml", "model")

@@ -13,12 +13,12 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from agent.config.loader import LoadedConfig
-from agent.daemon.systemd import SystemdNotifier
-from agent.daemon.wiring import build_agent
-from agent.errors import CarbonscopeError
-from agent.jobs.api import JobApiServer
-from exporters.prometheus import MetricsServer
+from carbonscope.config.loader import LoadedConfig
+from carbonscope.daemon.systemd import SystemdNotifier
+from carbonscope.daemon.wiring import build_agent
+from carbonscope.errors import CarbonscopeError
+from carbonscope.exporters.prometheus import MetricsServer
+from carbonscope.jobs.api import JobApiServer
 
 log = logging.getLogger(__name__)
 

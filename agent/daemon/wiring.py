@@ -7,18 +7,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent import __version__
-from agent.accounting.intensity_log import IntensityLog
-from agent.accounting.monitor import CarbonSettings, Monitor
-from agent.carbon.feed import IntensityFeed
-from agent.carbon.intensity import IntensityProvider
-from agent.carbon.location import ResolvedLocation, resolve_location
-from agent.carbon.providers.registry import build_intensity_provider
-from agent.config.schema import Config, JobsSection
-from agent.jobs.registry import JobRegistry, JobsSettings
-from agent.ledger import LEDGER_FILE_NAME, JobLedger
-from agent.sensors.base import SensorRoots
-from agent.sensors.registry import SelectedSensor, select_sensors
+from carbonscope import __version__
+from carbonscope.accounting.intensity_log import IntensityLog
+from carbonscope.accounting.monitor import CarbonSettings, Monitor
+from carbonscope.carbon.feed import IntensityFeed
+from carbonscope.carbon.intensity import IntensityProvider
+from carbonscope.carbon.location import ResolvedLocation, resolve_location
+from carbonscope.carbon.providers.registry import build_intensity_provider
+from carbonscope.config.schema import Config, JobsSection
+from carbonscope.jobs.registry import JobRegistry, JobsSettings
+from carbonscope.ledger import LEDGER_FILE_NAME, JobLedger
+from carbonscope.sensors.base import SensorRoots
+from carbonscope.sensors.registry import SelectedSensor, select_sensors
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
-from agent.errors import CarbonscopeError
-from agent.jobs.registry import Caller, JobRegistry
-from agent.jobs.validation import JobRequestError, parse_job_request, validate_job_id
+from carbonscope.errors import CarbonscopeError
+from carbonscope.jobs.registry import Caller, JobRegistry
+from carbonscope.jobs.validation import JobRequestError, parse_job_request, validate_job_id
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from agent.accounting.energy import UJ_PER_J, UJ_PER_KWH
-from agent.sensors.base import Component
+from carbonscope.accounting.energy import UJ_PER_J, UJ_PER_KWH
+from carbonscope.sensors.base import Component
 
 Identity = tuple[int, int]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from agent.procfs import ProcStat
+from carbonscope.procfs import ProcStat
 
 Identity = tuple[int, int]  # (pid, start_ticks)
 

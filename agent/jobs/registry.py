@@ -20,15 +20,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.accounting.attribution import Bucket, CpuActivity, SampleEnergy, attribute_sample
-from agent.accounting.energy import grams
-from agent.accounting.snapshot import AttributionView, BucketEnergy, JobView
-from agent.jobs.cgroups import CgroupJob, discover_cgroup_jobs, job_of_cgroups, read_usage_us
-from agent.jobs.model import JobKind, JobRecord
-from agent.jobs.processes import JobProcesses, TrackedSample, track
-from agent.jobs.validation import JobRequest, JobRequestError
-from agent.ledger import JobLedger
-from agent.procfs import (
+from carbonscope.accounting.attribution import Bucket, CpuActivity, SampleEnergy, attribute_sample
+from carbonscope.accounting.energy import grams
+from carbonscope.accounting.snapshot import AttributionView, BucketEnergy, JobView
+from carbonscope.jobs.cgroups import CgroupJob, discover_cgroup_jobs, job_of_cgroups, read_usage_us
+from carbonscope.jobs.model import JobKind, JobRecord
+from carbonscope.jobs.processes import JobProcesses, TrackedSample, track
+from carbonscope.jobs.validation import JobRequest, JobRequestError
+from carbonscope.ledger import JobLedger
+from carbonscope.procfs import (
     CpuTimes,
     ProcStat,
     read_cpu_times,
@@ -38,8 +38,8 @@ from agent.procfs import (
     read_process_table,
     read_uptime_ticks,
 )
-from agent.sensors.base import Component, GpuDetails, SensorRoots
-from agent.sensors.model import SOURCE as MODEL_SOURCE
+from carbonscope.sensors.base import Component, GpuDetails, SensorRoots
+from carbonscope.sensors.model import SOURCE as MODEL_SOURCE
 
 log = logging.getLogger(__name__)
 

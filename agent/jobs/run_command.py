@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import Any, TextIO
 
-from agent.client import AgentUnavailable, JobApiError, JobClient, JobClientError
+from carbonscope.client import AgentUnavailable, JobApiError, JobClient, JobClientError
 
 FORWARDED_SIGNALS = (
     signal.SIGTERM,

@@ -1,5 +1,5 @@
 """The job ledger: durable job records in SQLite under the state directory."""
 
-from agent.ledger.store import LEDGER_FILE_NAME, JobLedger, LedgerError
+from carbonscope.ledger.store import LEDGER_FILE_NAME, JobLedger, LedgerError
 
 __all__ = ["LEDGER_FILE_NAME", "JobLedger", "LedgerError"]

@@ -15,10 +15,10 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from agent.accounting.intensity_log import IntensityPeriod
-from agent.errors import CarbonscopeError
-from agent.jobs.model import JobKind, JobRecord
-from agent.sensors.base import Component
+from carbonscope.accounting.intensity_log import IntensityPeriod
+from carbonscope.errors import CarbonscopeError
+from carbonscope.jobs.model import JobKind, JobRecord
+from carbonscope.sensors.base import Component
 
 SCHEMA_VERSION = 2
 LEDGER_FILE_NAME = "ledger.sqlite"  # in agent.state_dir

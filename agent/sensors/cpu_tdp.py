@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rapidfuzz import fuzz
 
-from agent.carbon.offline_data import codecarbon_data_dir
+from carbonscope.carbon.offline_data import codecarbon_data_dir
 
 _NOISE = [
     r"\(r\)",

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.config.schema import ModelSensorSection
-from agent.procfs import CpuTimes, parse_proc_stat
-from agent.sensors.base import (
+from carbonscope.config.schema import ModelSensorSection
+from carbonscope.procfs import CpuTimes, parse_proc_stat
+from carbonscope.sensors.base import (
     Component,
     DeviceKey,
     DeviceStatus,
@@ -31,7 +31,7 @@ from agent.sensors.base import (
     SourceStatus,
     read_sysfs_text,
 )
-from agent.sensors.cpu_tdp import lookup_tdp
+from carbonscope.sensors.cpu_tdp import lookup_tdp
 
 SOURCE = "model"
 MODEL_DEVICE = "host"

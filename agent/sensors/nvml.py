@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from agent.sensors.base import (
+from carbonscope.sensors.base import (
     SOURCE_WIDE,
     Component,
     CounterReading,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.sensors.base import (
+from carbonscope.sensors.base import (
     SOURCE_WIDE,
     Component,
     CounterReading,

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from agent.config.schema import SensorsSection
-from agent.sensors.base import (
+from carbonscope.config.schema import SensorsSection
+from carbonscope.sensors.base import (
     Component,
     Discovery,
     Sensor,
@@ -23,9 +23,9 @@ from agent.sensors.base import (
     SourceStatus,
     read_sysfs_text,
 )
-from agent.sensors.model import ModelSensor
-from agent.sensors.nvml import NvmlSensor, import_pynvml
-from agent.sensors.rapl import RaplSensor
+from carbonscope.sensors.model import ModelSensor
+from carbonscope.sensors.nvml import NvmlSensor, import_pynvml
+from carbonscope.sensors.rapl import RaplSensor
 
 log = logging.getLogger(__name__)
 

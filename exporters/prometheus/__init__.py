@@ -1,6 +1,6 @@
 """Prometheus exposition of carbonscope snapshots."""
 
-from exporters.prometheus.collector import SnapshotCollector, render
-from exporters.prometheus.server import MetricsServer
+from carbonscope.exporters.prometheus.collector import SnapshotCollector, render
+from carbonscope.exporters.prometheus.server import MetricsServer
 
 __all__ = ["MetricsServer", "SnapshotCollector", "render"]

@@ -15,14 +15,14 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from agent.accounting.attribution import Bucket
-from agent.accounting.energy import UJ_PER_J
-from agent.accounting.snapshot import AttributionView, Snapshot
-from agent.carbon.feed import FeedState
-from agent.carbon.intensity import MARGINAL, FeedStatus, ForecastPoint
-from agent.carbon.providers.base import FetchErrorReason
-from agent.histogram import Histogram
-from agent.sensors.base import SourceStatus
+from carbonscope.accounting.attribution import Bucket
+from carbonscope.accounting.energy import UJ_PER_J
+from carbonscope.accounting.snapshot import AttributionView, Snapshot
+from carbonscope.carbon.feed import FeedState
+from carbonscope.carbon.intensity import MARGINAL, FeedStatus, ForecastPoint
+from carbonscope.carbon.providers.base import FetchErrorReason
+from carbonscope.histogram import Histogram
+from carbonscope.sensors.base import SourceStatus
 
 DEVICE_LABELS = ["component", "device", "source"]
 FORECAST_HOURS = 24

@@ -11,8 +11,8 @@ from typing import ClassVar
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from agent.accounting.snapshot import Snapshot
-from exporters.prometheus.collector import render
+from carbonscope.accounting.snapshot import Snapshot
+from carbonscope.exporters.prometheus.collector import render
 
 log = logging.getLogger(__name__)
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import random
 from collections import deque
 
-from agent.carbon.feed import FeedSettings, IntensityFeed
-from agent.carbon.intensity import (
+from carbonscope.carbon.feed import FeedSettings, IntensityFeed
+from carbonscope.carbon.intensity import (
     ForecastPoint,
     GridIntensity,
     IntensityValue,
     StaticIntensityProvider,
 )
-from agent.carbon.location import ResolvedLocation
-from agent.carbon.providers.base import IntensityPoint, ProviderError, Reading
+from carbonscope.carbon.location import ResolvedLocation
+from carbonscope.carbon.providers.base import IntensityPoint, ProviderError, Reading
 
 
 class SettableIntensity:

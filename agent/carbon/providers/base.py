@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
-from agent.carbon.intensity import ForecastPoint
-from agent.errors import CarbonscopeError
+from carbonscope.carbon.intensity import ForecastPoint
+from carbonscope.errors import CarbonscopeError
 
 
 class FetchErrorReason(StrEnum):

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agent.carbon.intensity import AVERAGE, ForecastPoint
-from agent.carbon.providers.base import (
+from carbonscope.carbon.intensity import AVERAGE, ForecastPoint
+from carbonscope.carbon.providers.base import (
     FetchErrorReason,
     ProviderError,
     Reading,
@@ -19,7 +19,7 @@ from agent.carbon.providers.base import (
     intensity_number,
     parse_timestamp,
 )
-from agent.carbon.providers.http import JsonHttp, read_secret
+from carbonscope.carbon.providers.http import JsonHttp, read_secret
 
 LATEST_PATH = "/v3/carbon-intensity/latest"
 FORECAST_PATH = "/v3/carbon-intensity/forecast"

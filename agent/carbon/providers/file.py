@@ -17,8 +17,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from agent.carbon.intensity import AVERAGE, ForecastPoint
-from agent.carbon.providers.base import (
+from carbonscope.carbon.intensity import AVERAGE, ForecastPoint
+from carbonscope.carbon.providers.base import (
     FetchErrorReason,
     IntensityPoint,
     ProviderError,

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.carbon.feed import FeedSettings, IntensityFeed
-from agent.carbon.intensity import IntensityProvider, StaticIntensityProvider
-from agent.carbon.location import ResolvedLocation
-from agent.carbon.offline_data import OfflineIntensityData
-from agent.carbon.providers.base import GridSource, ProviderError
-from agent.config.schema import CarbonSection
-from agent.errors import ConfigError, LocationError
+from carbonscope.carbon.feed import FeedSettings, IntensityFeed
+from carbonscope.carbon.intensity import IntensityProvider, StaticIntensityProvider
+from carbonscope.carbon.location import ResolvedLocation
+from carbonscope.carbon.offline_data import OfflineIntensityData
+from carbonscope.carbon.providers.base import GridSource, ProviderError
+from carbonscope.config.schema import CarbonSection
+from carbonscope.errors import ConfigError, LocationError
 
 
 def _checked_secret(path: Path | None, key: str) -> Path:
     """Fail at start-up, naming the key, when a secret file cannot be read."""
-    from agent.carbon.providers.http import read_secret
+    from carbonscope.carbon.providers.http import read_secret
 
     assert path is not None  # the schema requires it for this provider
     try:
@@ -37,16 +37,16 @@ def build_source(carbon: CarbonSection, location: ResolvedLocation) -> GridSourc
     """
     timeout = carbon.timeout
     if carbon.provider == "file":
-        from agent.carbon.providers.file import IntensityFileSource
+        from carbonscope.carbon.providers.file import IntensityFileSource
 
         assert carbon.file.path is not None  # the schema requires it
         return IntensityFileSource(carbon.file.path, location.code)
     if carbon.provider == "static":
         return None
-    from agent.carbon.providers.http import JsonHttp
+    from carbonscope.carbon.providers.http import JsonHttp
 
     if carbon.provider == "electricitymaps":
-        from agent.carbon.providers.electricitymaps import ElectricityMapsSource
+        from carbonscope.carbon.providers.electricitymaps import ElectricityMapsSource
 
         section = carbon.electricitymaps
         return ElectricityMapsSource(
@@ -56,7 +56,7 @@ def build_source(carbon: CarbonSection, location: ResolvedLocation) -> GridSourc
             section.emission_factor_type,
         )
     if carbon.provider == "watttime":
-        from agent.carbon.providers.watttime import WattTimeSource
+        from carbonscope.carbon.providers.watttime import WattTimeSource
 
         wt = carbon.watttime
         return WattTimeSource(
@@ -65,7 +65,7 @@ def build_source(carbon: CarbonSection, location: ResolvedLocation) -> GridSourc
             _checked_secret(wt.password_file, "carbon.watttime.password_file"),
             wt.region,
         )
-    from agent.carbon.providers.uk import UkCarbonIntensitySource
+    from carbonscope.carbon.providers.uk import UkCarbonIntensitySource
 
     return UkCarbonIntensitySource(
         JsonHttp(carbon.uk.url, timeout), carbon.uk.postcode, carbon.uk.region_id

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agent.carbon.intensity import AVERAGE, ForecastPoint
-from agent.carbon.providers.base import (
+from carbonscope.carbon.intensity import AVERAGE, ForecastPoint
+from carbonscope.carbon.providers.base import (
     FetchErrorReason,
     IntensityPoint,
     ProviderError,
@@ -18,7 +18,7 @@ from agent.carbon.providers.base import (
     intensity_number,
     parse_timestamp,
 )
-from agent.carbon.providers.http import JsonHttp
+from carbonscope.carbon.providers.http import JsonHttp
 
 NATIONAL_PATH = "/intensity"
 

@@ -12,16 +12,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from agent.carbon.intensity import MARGINAL, ForecastPoint
-from agent.carbon.offline_data import LBS_PER_MWH_TO_G_PER_KWH
-from agent.carbon.providers.base import (
+from carbonscope.carbon.intensity import MARGINAL, ForecastPoint
+from carbonscope.carbon.offline_data import LBS_PER_MWH_TO_G_PER_KWH
+from carbonscope.carbon.providers.base import (
     FetchErrorReason,
     IntensityPoint,
     ProviderError,
     Reading,
     api_point,
 )
-from agent.carbon.providers.http import JsonHttp, read_secret
+from carbonscope.carbon.providers.http import JsonHttp, read_secret
 
 LOGIN_PATH = "/login"
 FORECAST_PATH = "/v3/forecast"
