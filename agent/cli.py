@@ -12,10 +12,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from carbonscope import __version__
 from carbonscope.config import load_config
-from carbonscope.config.durations import parse_duration
+from carbonscope.durations import parse_duration
 from carbonscope.errors import CarbonscopeError, ConfigError
+from carbonscope.version import __version__
 
 if TYPE_CHECKING:
     from carbonscope.probe import ProbeResult

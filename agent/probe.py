@@ -8,14 +8,15 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from carbonscope.accounting.monitor import CarbonSettings, Monitor
 from carbonscope.carbon.feed import IntensityFeed
 from carbonscope.carbon.intensity import FeedStatus, IntensityValue
 from carbonscope.carbon.location import resolve_location
 from carbonscope.carbon.providers.registry import build_intensity_provider
 from carbonscope.config.schema import Config
+from carbonscope.sampling.monitor import CarbonSettings, Monitor
 from carbonscope.sensors.base import Discovery, GpuDetails, Sensor, SensorRoots, SourceStatus
-from carbonscope.sensors.registry import every_source, select_sensors
+from carbonscope.sensors.catalogue import SourceContext, modelled_sources
+from carbonscope.sensors.selection import select_sensors
 
 PROBE_WINDOW_S = 0.5
 
@@ -65,11 +66,10 @@ def run_probe(
 ) -> ProbeResult:
     env = os.environ if env is None else env
     roots = SensorRoots(config.agent.sysfs_root, config.agent.procfs_root)
-    used = {key for item in select_sensors(config.sensors, roots) for key in item.discovery.devices}
-    # Look at every source, used or not, without dropping failing devices.
-    sensors: list[tuple[Sensor, Discovery]] = [
-        (sensor, sensor.discover()) for sensor in every_source(config.sensors, roots)
-    ]
+    # Every source, used or not, discovered once; failing devices are shown, not dropped.
+    selection = select_sensors(config.sensors, SourceContext(roots), everything=True)
+    used = {key for item in selection for key in item.used}
+    sensors: list[tuple[Sensor, Discovery]] = [(item.sensor, item.found) for item in selection]
     provider = build_intensity_provider(
         config.carbon, resolve_location(config.carbon.location, env)
     )
@@ -81,6 +81,7 @@ def run_probe(
         carbon=CarbonSettings(config.carbon.pue, config.carbon.market_factor),
         interval_s=window_s,
         version="probe",
+        modelled_sources=modelled_sources(),
     )
     monitor.sample()
     time.sleep(window_s)

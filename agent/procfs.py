@@ -127,6 +127,20 @@ def read_pid_uid(procfs: Path, pid: int) -> int | None:
     return None
 
 
+def process_owner_uid(procfs: Path, pid: int) -> int | None:
+    """The real uid of a live process, through psutil (None if it is gone or a zombie).
+
+    psutil reads ``psutil.PROCFS_PATH``; it is pointed at ``procfs`` first, so a container's
+    /host/proc or a test's fake tree is read like the real one."""
+    import psutil  # noqa: PLC0415 - the job API's path only, never the sampler's
+
+    psutil.PROCFS_PATH = os.fspath(procfs)
+    try:
+        return int(psutil.Process(pid).uids().real)
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return None
+
+
 def read_pid_cgroups(procfs: Path, pid: int) -> dict[str, str]:
     """/proc/PID/cgroup as {controllers: path}; cgroup v2's single line has controllers ""."""
     try:

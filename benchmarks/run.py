@@ -18,7 +18,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from carbonscope.accounting.intensity_log import IntensityLog
-from carbonscope.accounting.monitor import CarbonSettings, Monitor
 from carbonscope.carbon.feed import FeedSettings, IntensityFeed
 from carbonscope.carbon.intensity import IntensityProvider, StaticIntensityProvider
 from carbonscope.carbon.location import ResolvedLocation
@@ -26,6 +25,7 @@ from carbonscope.carbon.providers.file import IntensityFileSource
 from carbonscope.exporters.prometheus import render
 from carbonscope.jobs.registry import Caller, JobRegistry, JobsSettings
 from carbonscope.jobs.validation import JobRequest
+from carbonscope.sampling.monitor import CarbonSettings, Monitor
 from carbonscope.sensors.base import SensorRoots
 from carbonscope.sensors.rapl import RaplSensor
 from tests.daemon import Daemon

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from carbonscope.accounting.intensity_log import IntensityLog
-from carbonscope.accounting.monitor import CarbonSettings, EnergyAttributor, Monitor
 from carbonscope.carbon.intensity import IntensityProvider
+from carbonscope.sampling.monitor import CarbonSettings, EnergyAttributor, Monitor
 from carbonscope.sensors.base import Sensor
 from tests.fakes.clock import ManualClock
 from tests.fakes.intensity import SettableIntensity

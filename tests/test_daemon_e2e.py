@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from carbonscope.accounting.energy import UJ_PER_KWH
 from carbonscope.carbon.offline_data import OfflineIntensityData
+from carbonscope.units import UJ_PER_KWH
 from tests.conftest import assert_promtool_clean
 from tests.daemon import Daemon
 from tests.fakes.powercap import two_socket_server

@@ -1,6 +1,7 @@
 """Counter deltas, wraps, resets and power integration: exact integers, never negative."""
 
-from carbonscope.accounting.energy import CounterEvent, DeviceAccount, counter_delta_uj, grams
+from carbonscope.accounting.emissions import grams
+from carbonscope.accounting.energy import CounterEvent, DeviceAccount, counter_delta_uj
 from carbonscope.sensors.base import Component, CounterReading, DeviceKey, PowerKind, PowerReading
 
 KEY = DeviceKey(Component.CPU, "package-0", "rapl")

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from carbonscope.accounting.energy import UJ_PER_KWH
 from carbonscope.carbon.offline_data import OfflineIntensityData
 from carbonscope.carbon.providers.electricitymaps import LATEST_PATH
 from carbonscope.ledger import LEDGER_FILE_NAME, JobLedger
+from carbonscope.units import UJ_PER_KWH
 from tests.daemon import Daemon, Labels, free_port, parse
 from tests.fakes.grid_apis import Failure, GridApiServer
 from tests.fakes.powercap import FakePowercap, two_socket_server
@@ -190,13 +190,15 @@ def test_emissions_follow_the_provider_sample_by_sample_through_an_outage(
     ledger = JobLedger(daemon.state_dir / LEDGER_FILE_NAME, read_only=True)
     periods = ledger.periods()
     ledger.close()
-    assert {(p.provider, p.g_per_kwh) for p in periods} >= {
+    assert {(p.provider, p.factors.location_g_per_kwh) for p in periods} >= {
         ("electricitymaps", 100.0),
         ("electricitymaps", 400.0),
         ("static", GERMANY),
     }
     assert sum(p.energy_uj for p in periods) == round(last.node_j * 1e6)
-    recomputed = sum(p.energy_uj * p.pue * p.g_per_kwh / UJ_PER_KWH for p in periods)
+    recomputed = sum(
+        p.energy_uj * p.factors.pue * p.factors.location_g_per_kwh / UJ_PER_KWH for p in periods
+    )
     assert recomputed == pytest.approx(last.emissions_g, rel=1e-9)
 
     # The token is nowhere: not in the log (which has the errors), not in /metrics, not stored.

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from carbonscope.accounting.energy import UJ_PER_KWH
 from carbonscope.accounting.intensity_log import IntensityLog
 from carbonscope.carbon.intensity import MARGINAL, ForecastPoint
 from carbonscope.carbon.providers.base import FetchErrorReason, ProviderError
@@ -18,6 +17,7 @@ from carbonscope.jobs.validation import JobRequest
 from carbonscope.ledger import LEDGER_FILE_NAME, JobLedger, store
 from carbonscope.sensors.base import SensorRoots
 from carbonscope.sensors.rapl import RaplSensor
+from carbonscope.units import UJ_PER_KWH
 from tests.conftest import MonitorFactory, assert_promtool_clean
 from tests.daemon import parse
 from tests.fakes.clock import ManualClock
@@ -159,16 +159,21 @@ def test_stored_intensity_series_recomputes_the_emissions_counter(
     log.flush()
 
     periods = ledger.periods()
-    assert [(p.provider, p.g_per_kwh) for p in periods] == [
+    assert [(p.provider, p.factors.location_g_per_kwh) for p in periods] == [
         ("scripted", 100.0),
         ("scripted", 400.0),
-        ("static", periods[2].g_per_kwh),  # 5 s after the last value: max_age passed
+        (
+            "static",
+            periods[2].factors.location_g_per_kwh,
+        ),  # 5 s after the last value: max_age passed
     ]
     assert sum(p.energy_uj for p in periods) == snapshot.node_energy_uj
-    recomputed = sum(p.energy_uj * p.pue * p.g_per_kwh / UJ_PER_KWH for p in periods)
-    assert recomputed == pytest.approx(snapshot.emissions_location_g, rel=1e-12)
-    final_only = snapshot.node_energy_uj * 1.3 * periods[-1].g_per_kwh / UJ_PER_KWH
-    assert abs(final_only - snapshot.emissions_location_g) > 0.1 * snapshot.emissions_location_g
+    recomputed = sum(
+        p.energy_uj * p.factors.pue * p.factors.location_g_per_kwh / UJ_PER_KWH for p in periods
+    )
+    assert recomputed == pytest.approx(snapshot.emissions.location_g, rel=1e-12)
+    final_only = snapshot.node_energy_uj * 1.3 * periods[-1].factors.location_g_per_kwh / UJ_PER_KWH
+    assert abs(final_only - snapshot.emissions.location_g) > 0.1 * snapshot.emissions.location_g
     assert (
         periods[0].started_at_unix_s < periods[1].started_at_unix_s < periods[2].started_at_unix_s
     )
@@ -225,10 +230,12 @@ def test_a_jobs_emissions_are_recomputable_from_its_energy_per_period(
 
     record = registry.get(job.job_id)
     stored = ledger.job_periods(job.job_id)
-    assert [period.g_per_kwh for period, _uj in stored] == [120.0, 480.0, 240.0]
-    assert sum(uj for _period, uj in stored) == record.energy_total_uj > 0
-    recomputed = sum(uj * p.pue * p.g_per_kwh / UJ_PER_KWH for p, uj in stored)
-    assert recomputed == pytest.approx(record.emissions_location_g, rel=1e-12)
+    assert [period.factors.location_g_per_kwh for period, _uj in stored] == [120.0, 480.0, 240.0]
+    assert sum(uj for _period, uj in stored) == record.totals.energy_total_uj > 0
+    recomputed = sum(
+        uj * p.factors.pue * p.factors.location_g_per_kwh / UJ_PER_KWH for p, uj in stored
+    )
+    assert recomputed == pytest.approx(record.totals.emissions.location_g, rel=1e-12)
     ledger.close()
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from carbonscope.accounting.attribution import Bucket
-from carbonscope.accounting.snapshot import Snapshot
 from carbonscope.jobs.registry import Caller, JobRegistry, JobsSettings
 from carbonscope.jobs.validation import JobRequest, JobRequestError
 from carbonscope.ledger import JobLedger
 from carbonscope.sensors.base import Component, SensorRoots
 from carbonscope.sensors.rapl import RaplSensor
+from carbonscope.snapshot import Snapshot
 from tests.conftest import MonitorFactory
 from tests.fakes.cgroups import set_usage_v2, slurm_v2
 from tests.fakes.clock import ManualClock
@@ -116,11 +116,11 @@ def test_cpu_energy_follows_busy_fraction_and_cpu_time(world: World) -> None:
     assert got[(Component.CPU, Bucket.SYSTEM)] == 30_000_000
     assert got[(Component.DRAM, Bucket.JOBS)] == 3_000_000
     record = world.registry.get(job.job_id)
-    assert record.energy_of(Component.CPU) == 30_000_000
-    assert record.energy_of(Component.DRAM) == 3_000_000
-    assert record.measured_uj == 33_000_000 and record.modelled_uj == 0
+    assert record.totals.energy_of(Component.CPU) == 30_000_000
+    assert record.totals.energy_of(Component.DRAM) == 3_000_000
+    assert record.totals.measured_uj == 33_000_000 and record.totals.modelled_uj == 0
     # 33 J x PUE 1 x 200 g/kWh
-    assert record.emissions_location_g == pytest.approx(33 / 3.6e6 * 200, rel=1e-12)
+    assert record.totals.emissions.location_g == pytest.approx(33 / 3.6e6 * 200, rel=1e-12)
 
 
 def test_buckets_sum_exactly_to_every_component_over_many_samples(world: World) -> None:
@@ -142,7 +142,7 @@ def test_buckets_sum_exactly_to_every_component_over_many_samples(world: World) 
     for component in (Component.CPU, Component.DRAM):
         assert sum(uj for (c, _b), uj in got.items() if c is component) == energy[component]
     jobs_total = sum(
-        world.registry.get(job.job_id).energy_total_uj for job in world.registry.recent()
+        world.registry.get(job.job_id).totals.energy_total_uj for job in world.registry.recent()
     )
     assert jobs_total == got[(Component.CPU, Bucket.JOBS)] + got[(Component.DRAM, Bucket.JOBS)]
 
@@ -197,7 +197,8 @@ def test_promoted_tags_become_info_labels(world: World) -> None:
     )
     snap = world.second(1, 1, 1, 1)
     assert snap.attribution is not None
-    assert snap.attribution.jobs[0].info_labels == (("tag_team", "nlp"), ("tag_project", "llm"))
+    labels = zip(snap.attribution.info_labels, snap.attribution.jobs[0].info_values, strict=True)
+    assert tuple(labels) == (("tag_team", "nlp"), ("tag_project", "llm"))
 
 
 def test_authorisation_by_peer_uid(world: World) -> None:
@@ -223,16 +224,16 @@ def test_restart_resumes_running_jobs_from_the_ledger_without_duplicates(world: 
     world.second(busy=50, idle=50, package_uj=10_000_000, dram_uj=0)
     world.registry.flush()
     before = world.registry.get(job.job_id)
-    assert before.energy_of(Component.CPU) == 5_000_000
+    assert before.totals.energy_of(Component.CPU) == 5_000_000
     world.ledger.close()
     world.start()  # the daemon restarts: same state, new registry and monitor
     resumed = world.registry.get(job.job_id)
-    assert resumed.energy_uj == before.energy_uj and resumed.running
+    assert resumed.totals.energy_uj == before.totals.energy_uj and resumed.running
     world.second(0, 0, 0, 0)
     world.run(10, 50)
     world.second(busy=100, idle=0, package_uj=10_000_000, dram_uj=0)
     after = world.registry.get(job.job_id)
-    assert after.energy_of(Component.CPU) == 5_000_000 + 5_000_000
+    assert after.totals.energy_of(Component.CPU) == 5_000_000 + 5_000_000
     assert [r.job_id for r in world.registry.recent()] == [job.job_id]
 
 
@@ -263,8 +264,8 @@ def test_slurm_job_uses_cgroup_cpu_time_and_nested_tagged_job_is_not_double_coun
     set_usage_v2(slurm, 600_000)  # the cgroup saw 600 ms in all (the tagged 200 ms included)
     snap = world.second(busy=80, idle=20, package_uj=100_000_000, dram_uj=0)
     # active = 80 J over 800 ms busy: Slurm 600 - 200 ms, tagged 200 ms, the rest system
-    assert world.registry.get("slurm-77").energy_of(Component.CPU) == 40_000_000
-    assert world.registry.get(tagged.job_id).energy_of(Component.CPU) == 20_000_000
+    assert world.registry.get("slurm-77").totals.energy_of(Component.CPU) == 40_000_000
+    assert world.registry.get(tagged.job_id).totals.energy_of(Component.CPU) == 20_000_000
     assert buckets(snap)[(Component.CPU, Bucket.SYSTEM)] == 20_000_000
     # the cgroup disappears: the Slurm job ends
     for path in sorted(slurm.rglob("*"), reverse=True):

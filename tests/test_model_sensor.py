@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from carbonscope.config.schema import ModelSensorSection, SensorsSection
+from carbonscope.config.schema import SensorsSection
 from carbonscope.sensors.base import Component, PowerReading, SensorRoots, read_sysfs_text
+from carbonscope.sensors.catalogue import SourceContext
 from carbonscope.sensors.cpu_tdp import lookup_tdp, normalise_cpu_name
-from carbonscope.sensors.model import CPU_KEY, DRAM_KEY, ModelSensor, curve_fraction
-from carbonscope.sensors.registry import SelectedSensor, select_sensors
+from carbonscope.sensors.model import CPU_KEY, DRAM_KEY, ModelSensor, ModelSettings, curve_fraction
+from carbonscope.sensors.selection import SelectedSensor, select_sensors
 from tests.conftest import MonitorFactory
 from tests.fakes.clock import ManualClock
 from tests.fakes.powercap import FakePowercap, two_socket_server
@@ -36,10 +37,10 @@ def test_tdp_lookup_exact_and_fuzzy() -> None:
     assert normalise_cpu_name("Intel(R) Core(TM) i7-8700K CPU @ 3.70GHz") == "intel core i7-8700k"
 
 
-def model(procfs_root: Path, settings: ModelSensorSection | None = None) -> ModelSensor:
+def model(procfs_root: Path, settings: ModelSettings | None = None) -> ModelSensor:
     return ModelSensor(
         SensorRoots(sysfs=Path("/nonexistent"), procfs=procfs_root),
-        settings or ModelSensorSection(),
+        settings or ModelSettings(),
     )
 
 
@@ -70,7 +71,7 @@ def test_vm_uses_per_thread_wattage_and_config_overrides(tmp_path: Path) -> None
     [cpu, _dram] = sensor.read().readings
     assert isinstance(cpu, PowerReading) and cpu.power_uw == round(16 * 0.12 * 1e6)
 
-    overridden = model(procfs.root, ModelSensorSection(cpu_tdp_watts=200, dram_watts_per_gb=0.5))
+    overridden = model(procfs.root, ModelSettings(cpu_tdp_watts=200, dram_watts_per_gb=0.5))
     overridden.discover()
     procfs.tick(busy=100, idle=0)
     [cpu, dram] = overridden.read().readings
@@ -89,7 +90,8 @@ def no_nvidia_driver() -> ModuleType:
 def select(
     settings: SensorsSection, sensor_roots: SensorRoots, **kwargs: Any
 ) -> list[SelectedSensor]:
-    return select_sensors(settings, sensor_roots, load_nvml=no_nvidia_driver, **kwargs)
+    context = SourceContext(sensor_roots, load_nvml=no_nvidia_driver, **kwargs)
+    return select_sensors(settings, context)
 
 
 def used(selection: list[SelectedSensor]) -> dict[str, list[str]]:

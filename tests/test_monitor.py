@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from carbonscope.accounting.energy import UJ_PER_KWH
 from carbonscope.sensors.base import (
     Component,
     DeviceKey,
@@ -16,6 +15,7 @@ from carbonscope.sensors.base import (
     SourceStatus,
 )
 from carbonscope.sensors.rapl import RaplSensor
+from carbonscope.units import UJ_PER_KWH
 from tests.conftest import MonitorFactory
 from tests.fakes.clock import ManualClock
 from tests.fakes.intensity import SettableIntensity
@@ -59,12 +59,12 @@ def test_emissions_use_the_intensity_in_force_at_each_sample(
         snapshot = monitor.sample()
         expected_location += delta_uj / UJ_PER_KWH * 1.25 * g_per_kwh
     total_uj = sum(delta for _, delta in trace)
-    assert snapshot.emissions_location_g == pytest.approx(expected_location, rel=1e-12)
+    assert snapshot.emissions.location_g == pytest.approx(expected_location, rel=1e-12)
     # not total energy x the final intensity:
-    assert snapshot.emissions_location_g != pytest.approx(
+    assert snapshot.emissions.location_g != pytest.approx(
         total_uj / UJ_PER_KWH * 1.25 * 400.0, rel=1e-3
     )
-    assert snapshot.emissions_market_g == pytest.approx(
+    assert snapshot.emissions.market_g == pytest.approx(
         total_uj / UJ_PER_KWH * 1.25 * 20.0, rel=1e-12
     )
 
@@ -78,7 +78,7 @@ def test_market_based_equals_location_based_without_a_contractual_factor(
     tree.zones["intel-rapl:0"].advance(1_000_000_000)
     clock.advance(1.0)
     snapshot = monitor.sample()
-    assert snapshot.emissions_market_g == snapshot.emissions_location_g > 0
+    assert snapshot.emissions.market_g == snapshot.emissions.location_g > 0
 
 
 class ExplodingSensor:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from carbonscope.accounting.energy import UJ_PER_J
 from carbonscope.sensors.base import (
     Component,
     DeviceKey,
@@ -13,6 +12,7 @@ from carbonscope.sensors.base import (
     read_sysfs_text,
 )
 from carbonscope.sensors.rapl import PERMISSION_HINT, RaplSensor
+from carbonscope.units import UJ_PER_J
 from tests.conftest import MonitorFactory
 from tests.fakes.clock import ManualClock
 from tests.fakes.powercap import FakePowercap, two_socket_server

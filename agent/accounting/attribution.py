@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
+from carbonscope.accounting.emissions import EmissionFactors
 from carbonscope.sensors.base import Component, DeviceKey, GpuDetails
 
 K = TypeVar("K", bound=Hashable)
@@ -146,8 +147,7 @@ class SampleEnergy:
     deltas: Mapping[DeviceKey, int]
     counted: frozenset[Component]  # the node-energy components (node.py): jobs get only these
     gpus: tuple[GpuDetails, ...]
-    intensity_g_per_kwh: float
-    market_g_per_kwh: float
-    pue: float
+    factors: EmissionFactors  # in force at this sample
     now_unix_s: float
     intensity_period_id: int = 0  # the stored intensity period this sample falls in (0: none)
+    modelled: frozenset[DeviceKey] = frozenset()  # devices whose energy is a model's estimate

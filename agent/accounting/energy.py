@@ -9,10 +9,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from carbonscope.sensors.base import CounterReading, PowerKind, PowerReading
-
-NS_PER_S = 1_000_000_000
-UJ_PER_J = 1_000_000
-UJ_PER_KWH = 3_600_000_000_000  # 3.6e6 J per kWh
+from carbonscope.units import NS_PER_S
 
 
 class CounterEvent(StrEnum):
@@ -92,8 +89,3 @@ class DeviceAccount:
         self.last_power_uw = None
         self.last_read_ns = None
         self.residual_half_uw_ns = 0
-
-
-def grams(energy_uj: int, intensity_g_per_kwh: float, pue: float) -> float:
-    """Emissions of facility energy: IT energy x PUE x grid intensity."""
-    return energy_uj * pue * intensity_g_per_kwh / UJ_PER_KWH

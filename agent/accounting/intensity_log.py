@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from carbonscope.accounting.energy import grams
+from carbonscope.accounting.emissions import EmissionFactors, Emissions
 from carbonscope.carbon.intensity import GridIntensity
 
 log = logging.getLogger(__name__)
@@ -28,29 +28,15 @@ class IntensityPeriod:
     location: str
     signal: str
     emission_factor_type: str
-    g_per_kwh: float  # used for method="location"
-    market_g_per_kwh: float  # used for method="market"
-    pue: float
     marginal_provider: str  # "" without a marginal signal
-    marginal_g_per_kwh: float | None
+    factors: EmissionFactors  # PUE and the location/market/marginal factors in force
     energy_uj: int  # node IT energy accounted under this period
-    emissions_location_g: float
-    emissions_market_g: float
-    emissions_marginal_g: float
+    emissions: Emissions
 
     @property
-    def factors(self) -> tuple[object, ...]:
-        """What makes a period: a sample with other factors starts a new one."""
-        return (
-            self.provider,
-            self.location,
-            self.signal,
-            self.g_per_kwh,
-            self.market_g_per_kwh,
-            self.pue,
-            self.marginal_provider,
-            self.marginal_g_per_kwh,
-        )
+    def identity(self) -> tuple[object, ...]:
+        """What makes a period: a sample with other values starts a new one."""
+        return (self.provider, self.location, self.signal, self.marginal_provider, self.factors)
 
 
 class PeriodStore(Protocol):
@@ -68,12 +54,7 @@ class IntensityLog:
         self._unwritten: dict[int, IntensityPeriod] = {}
 
     def record(
-        self,
-        now_unix_s: float,
-        energy_uj: int,
-        grid: GridIntensity,
-        market_g_per_kwh: float,
-        pue: float,
+        self, now_unix_s: float, energy_uj: int, grid: GridIntensity, factors: EmissionFactors
     ) -> int:
         """Account one sample's node energy under the intensity in force (called by the
         monitor); returns the period's id, which job energy is also stored under."""
@@ -86,26 +67,19 @@ class IntensityLog:
             location=average.location,
             signal=average.signal,
             emission_factor_type=average.emission_factor_type,
-            g_per_kwh=average.g_per_kwh,
-            market_g_per_kwh=market_g_per_kwh,
-            pue=pue,
             marginal_provider=marginal.provider if marginal else "",
-            marginal_g_per_kwh=marginal.g_per_kwh if marginal else None,
+            factors=factors,
             energy_uj=energy_uj,
-            emissions_location_g=grams(energy_uj, average.g_per_kwh, pue),
-            emissions_market_g=grams(energy_uj, market_g_per_kwh, pue),
-            emissions_marginal_g=grams(energy_uj, marginal.g_per_kwh, pue) if marginal else 0.0,
+            emissions=Emissions.of(energy_uj, factors),
         )
         with self._lock:
             current = self._open
-            if current is not None and current.factors == sample.factors:
+            if current is not None and current.identity == sample.identity:
                 current = replace(
                     current,
                     ended_at_unix_s=now_unix_s,
                     energy_uj=current.energy_uj + energy_uj,
-                    emissions_location_g=current.emissions_location_g + sample.emissions_location_g,
-                    emissions_market_g=current.emissions_market_g + sample.emissions_market_g,
-                    emissions_marginal_g=current.emissions_marginal_g + sample.emissions_marginal_g,
+                    emissions=current.emissions + sample.emissions,
                 )
             else:
                 current = replace(sample, period_id=self._next_id)

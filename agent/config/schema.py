@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -12,16 +12,16 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    create_model,
     field_validator,
     model_validator,
 )
 
-from carbonscope.carbon.offline_data import OfflineIntensityData
-from carbonscope.config.durations import format_duration, parse_duration
-from carbonscope.jobs.validation import TAG_KEY
-
-SensorName = Literal["auto", "rapl", "hwmon", "nvml", "ipmi", "redfish", "model"]
-IMPLEMENTED_SENSORS = ("rapl", "nvml", "model")
+from carbonscope.codecarbon_data import normalise_location
+from carbonscope.durations import format_duration, parse_duration
+from carbonscope.labels import TAG_KEY
+from carbonscope.sensors.catalogue import PLANNED_SOURCES, SOURCES, source_names
+from carbonscope.sensors.selection import AUTO
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
@@ -42,12 +42,18 @@ def _duration_between(low: str, high: str | None = None) -> AfterValidator:
     return AfterValidator(check)
 
 
-def _parse_listen(value: str) -> str:
+def parse_listen(value: str) -> tuple[str, int]:
+    """HOST:PORT -> (host, port); an IPv6 host is written in brackets ("[::1]:9377")."""
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f'{value!r} is not HOST:PORT (e.g. "0.0.0.0:9377", "[::1]:9377")')
     if host.startswith("[") != host.endswith("]"):
         raise ValueError(f'{value!r}: an IPv6 host is written in brackets, e.g. "[::]:9377"')
+    return host.strip("[]"), int(port)
+
+
+def _checked_listen(value: str) -> str:
+    parse_listen(value)
     return value
 
 
@@ -67,44 +73,56 @@ class _Section(BaseModel):
 
 class AgentSection(_Section):
     interval: Annotated[Duration, _duration_between("50ms", "60s")] = 1.0
-    listen: Annotated[str, AfterValidator(_parse_listen)] = "0.0.0.0:9377"
+    listen: Annotated[str, AfterValidator(_checked_listen)] = "0.0.0.0:9377"
     state_dir: Annotated[Path | None, BeforeValidator(_empty_as_none)] = None
     sysfs_root: Path = Path("/sys")
     procfs_root: Path = Path("/proc")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class ModelSensorSection(_Section):
-    """The power model used where nothing measures (see docs/sensors.md for the curve)."""
-
-    cpu_tdp_watts: Annotated[float | None, BeforeValidator(_empty_as_none), Field(gt=0)] = None
-    cpu_watts_per_thread: Annotated[float, Field(gt=0)] = 4.0
-    dram_watts_per_gb: Annotated[float, Field(ge=0)] = 0.375
-
-
-class RaplSensorSection(_Section):
-    max_zone_watts: Annotated[float, Field(gt=0)] = 2000.0
+def _source_name(name: str) -> str:
+    if name != AUTO and name not in source_names() and name not in PLANNED_SOURCES:
+        choices = ", ".join(repr(n) for n in (AUTO, *source_names(), *PLANNED_SOURCES))
+        raise ValueError(f"Input should be {choices} (got {name!r})")
+    return name
 
 
-class SensorsSection(_Section):
-    enable: Annotated[list[SensorName], BeforeValidator(_comma_list), Field(min_length=1)] = [
-        "auto"
-    ]
-    model: ModelSensorSection = ModelSensorSection()
-    rapl: RaplSensorSection = RaplSensorSection()
+class _SensorsBase(_Section):
+    """``[sensors]``: ``enable`` plus one sub-section per catalogue source (added below)."""
+
+    enable: Annotated[
+        list[Annotated[str, AfterValidator(_source_name)]],
+        BeforeValidator(_comma_list),
+        Field(min_length=1),
+    ] = [AUTO]
 
     @field_validator("enable")
     @classmethod
     def _known_and_available(cls, value: list[str]) -> list[str]:
-        if "auto" in value and len(value) > 1:
-            raise ValueError('"auto" cannot be combined with named sensors')
-        missing = [name for name in value if name != "auto" and name not in IMPLEMENTED_SENSORS]
-        if missing:
+        if AUTO in value and len(value) > 1:
+            raise ValueError(f'"{AUTO}" cannot be combined with named sensors')
+        planned = [name for name in value if name in PLANNED_SOURCES]
+        if planned:
             raise ValueError(
-                f"sensor(s) {', '.join(missing)} not available in this version "
-                f"(available: {', '.join(IMPLEMENTED_SENSORS)})"
+                f"sensor(s) {', '.join(planned)} not available in this version "
+                f"(available: {', '.join(source_names())})"
             )
         return value
+
+    def source_settings(self, name: str) -> Any:
+        """The ``[sensors.<name>]`` section of a catalogue source."""
+        return getattr(self, name)
+
+
+# One sub-section per source of the catalogue, each its source's own settings class: a new
+# source brings its section with its catalogue row.
+_source_sections: dict[str, Any] = {spec.name: (spec.settings, spec.settings()) for spec in SOURCES}
+if TYPE_CHECKING:
+    SensorsSection = _SensorsBase
+else:
+    SensorsSection = create_model(
+        "SensorsSection", __base__=_SensorsBase, __module__=__name__, **_source_sections
+    )
 
 
 def _http_url(value: str) -> str:
@@ -179,7 +197,7 @@ class CarbonSection(_Section):
     @field_validator("location")
     @classmethod
     def _known_location(cls, value: str) -> str:
-        return OfflineIntensityData().normalise(value) if value.strip() else ""
+        return normalise_location(value) if value.strip() else ""
 
     @model_validator(mode="after")
     def _provider_configured(self) -> CarbonSection:

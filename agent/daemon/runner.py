@@ -14,6 +14,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from carbonscope.config.loader import LoadedConfig
+from carbonscope.config.schema import parse_listen
 from carbonscope.daemon.systemd import SystemdNotifier
 from carbonscope.daemon.wiring import build_agent
 from carbonscope.errors import CarbonscopeError
@@ -30,7 +31,7 @@ def run_daemon(loaded: LoadedConfig, env: Mapping[str, str] | None = None) -> in
     agent = build_agent(config, loaded.state_dir, env)
     monitor = agent.monitor
     for item in agent.sensors:
-        devices = ", ".join(f"{k.component}/{k.device}" for k in item.discovery.devices) or "none"
+        devices = ", ".join(f"{k.component}/{k.device}" for k in item.used) or "none"
         log.info("source %s: devices %s", item.sensor.name, devices)
         for line in item.discovery.details:
             log.info("source %s: %s", item.sensor.name, line)
@@ -46,7 +47,7 @@ def run_daemon(loaded: LoadedConfig, env: Mapping[str, str] | None = None) -> in
     log.info("job ledger %s; job API on %s", agent.ledger.path, loaded.jobs_socket)
 
     try:
-        server = MetricsServer(config.agent.listen)
+        server = MetricsServer(*parse_listen(config.agent.listen))
     except OSError as exc:
         raise CarbonscopeError(
             f"cannot listen on {config.agent.listen}: {exc.strerror or exc}"

@@ -7,9 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from carbonscope import __version__
 from carbonscope.accounting.intensity_log import IntensityLog
-from carbonscope.accounting.monitor import CarbonSettings, Monitor
 from carbonscope.carbon.feed import IntensityFeed
 from carbonscope.carbon.intensity import IntensityProvider
 from carbonscope.carbon.location import ResolvedLocation, resolve_location
@@ -17,8 +15,12 @@ from carbonscope.carbon.providers.registry import build_intensity_provider
 from carbonscope.config.schema import Config, JobsSection
 from carbonscope.jobs.registry import JobRegistry, JobsSettings
 from carbonscope.ledger import LEDGER_FILE_NAME, JobLedger
+from carbonscope.sampling.monitor import CarbonSettings, Monitor
 from carbonscope.sensors.base import SensorRoots
-from carbonscope.sensors.registry import SelectedSensor, select_sensors
+from carbonscope.sensors.catalogue import SourceContext, modelled_sources
+from carbonscope.sensors.rapl import RaplSettings
+from carbonscope.sensors.selection import SelectedSensor, select_sensors
+from carbonscope.version import __version__
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,16 @@ def jobs_settings(section: JobsSection, interval_s: float) -> JobsSettings:
     )
 
 
+def max_plausible_uw(config: Config) -> int:
+    """The highest mean power a counter's wrapped delta may imply (sensors.rapl)."""
+    rapl: RaplSettings = config.sensors.source_settings("rapl")
+    return round(rapl.max_zone_watts * 1e6)
+
+
 def build_agent(config: Config, state_dir: Path, env: Mapping[str, str] | None = None) -> Agent:
     env = os.environ if env is None else env
     roots = SensorRoots(sysfs=config.agent.sysfs_root, procfs=config.agent.procfs_root)
-    sensors = select_sensors(config.sensors, roots)
+    sensors = select_sensors(config.sensors, SourceContext(roots))
     location = resolve_location(config.carbon.location, env)
     ledger = JobLedger(state_dir / LEDGER_FILE_NAME)
     jobs = JobRegistry(jobs_settings(config.jobs, config.agent.interval), roots, ledger)
@@ -68,8 +76,9 @@ def build_agent(config: Config, state_dir: Path, env: Mapping[str, str] | None =
         carbon=CarbonSettings(config.carbon.pue, config.carbon.market_factor),
         interval_s=config.agent.interval,
         version=__version__,
-        max_plausible_uw=round(config.sensors.rapl.max_zone_watts * 1e6),
+        max_plausible_uw=max_plausible_uw(config),
         attributor=jobs,
         intensity_log=intensity_log,
+        modelled_sources=modelled_sources(),
     )
     return Agent(monitor, sensors, location, jobs, ledger, intensity, intensity_log)

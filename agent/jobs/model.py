@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from carbonscope.accounting.energy import UJ_PER_J, UJ_PER_KWH
-from carbonscope.sensors.base import Component
+from carbonscope.accounting.totals import EnergyTotals
+from carbonscope.units import UJ_PER_J, UJ_PER_KWH
 
 Identity = tuple[int, int]
 
@@ -31,11 +31,7 @@ class JobRecord:
     tags: tuple[tuple[str, str], ...]
     started_at: float  # unix seconds
     ended_at: float | None = None
-    energy_uj: tuple[tuple[Component, int], ...] = ()  # node-energy components only
-    measured_uj: int = 0
-    modelled_uj: int = 0
-    emissions_location_g: float = 0.0
-    emissions_market_g: float = 0.0
+    totals: EnergyTotals = field(default_factory=EnergyTotals)
     processes: tuple[Identity, ...] = ()
     cgroup: str | None = None
     updated_at: float = 0.0
@@ -47,16 +43,10 @@ class JobRecord:
     def running(self) -> bool:
         return self.ended_at is None
 
-    @property
-    def energy_total_uj(self) -> int:
-        return sum(uj for _component, uj in self.energy_uj)
-
-    def energy_of(self, component: Component) -> int:
-        return dict(self.energy_uj).get(component, 0)
-
     def to_json(self, now: float) -> dict[str, Any]:
         end = self.ended_at if self.ended_at is not None else now
-        total = self.energy_total_uj
+        totals = self.totals
+        total = totals.energy_total_uj
         return {
             "job_id": self.job_id,
             "name": self.name,
@@ -68,14 +58,14 @@ class JobRecord:
             "started_at": _iso(self.started_at),
             "ended_at": _iso(self.ended_at) if self.ended_at is not None else None,
             "duration_s": round(max(0.0, end - self.started_at), 3),
-            "energy_joules": {c.value: uj / UJ_PER_J for c, uj in self.energy_uj},
+            "energy_joules": {c.value: uj / UJ_PER_J for c, uj in totals.energy_uj},
             "energy_joules_total": total / UJ_PER_J,
             "energy_kwh": total / UJ_PER_KWH,
-            "measured_joules": self.measured_uj / UJ_PER_J,
-            "modelled_joules": self.modelled_uj / UJ_PER_J,
+            "measured_joules": totals.measured_uj / UJ_PER_J,
+            "modelled_joules": totals.modelled_uj / UJ_PER_J,
             "emissions_grams": {
-                "location": self.emissions_location_g,
-                "market": self.emissions_market_g,
+                "location": totals.emissions.location_g,
+                "market": totals.emissions.market_g,
             },
             "pids": sorted({pid for pid, _start in self.processes}),
             "cgroup": self.cgroup,

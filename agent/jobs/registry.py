@@ -21,29 +21,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from carbonscope.accounting.attribution import Bucket, CpuActivity, SampleEnergy, attribute_sample
-from carbonscope.accounting.energy import grams
-from carbonscope.accounting.snapshot import AttributionView, BucketEnergy, JobView
+from carbonscope.accounting.emissions import Emissions
+from carbonscope.accounting.totals import EnergyTotals
 from carbonscope.jobs.cgroups import CgroupJob, discover_cgroup_jobs, job_of_cgroups, read_usage_us
 from carbonscope.jobs.model import JobKind, JobRecord
 from carbonscope.jobs.processes import JobProcesses, TrackedSample, track
+from carbonscope.jobs.store import JobStore
 from carbonscope.jobs.validation import JobRequest, JobRequestError
-from carbonscope.ledger import JobLedger
+from carbonscope.labels import tag_label
 from carbonscope.procfs import (
     CpuTimes,
     ProcStat,
+    process_owner_uid,
     read_cpu_times,
     read_pid_cgroups,
     read_pid_stat,
-    read_pid_uid,
     read_process_table,
     read_uptime_ticks,
 )
 from carbonscope.sensors.base import Component, GpuDetails, SensorRoots
-from carbonscope.sensors.model import SOURCE as MODEL_SOURCE
+from carbonscope.snapshot import AttributionView, BucketEnergy, JobView
+from carbonscope.units import US_PER_S
 
 log = logging.getLogger(__name__)
-
-US_PER_S = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,20 @@ def user_name(uid: int | None) -> str:
 
 
 @dataclass
+class _Share:
+    """One job's part of one sample, before it is added to the job's totals."""
+
+    energy_uj: dict[Component, int] = field(default_factory=dict)
+    total_uj: int = 0
+    modelled_uj: int = 0
+
+    def add(self, component: Component, uj: int, modelled: bool) -> None:
+        self.energy_uj[component] = self.energy_uj.get(component, 0) + uj
+        self.total_uj += uj
+        self.modelled_uj += uj if modelled else 0
+
+
+@dataclass
 class _Job:
     """A job's live state; only touched under the registry lock."""
 
@@ -87,11 +101,7 @@ class _Job:
     processes: JobProcesses | None = None
     cgroup: CgroupJob | None = None
     cgroup_usage_us: int | None = None
-    energy_uj: dict[Component, int] = field(default_factory=dict)
-    measured_uj: int = 0
-    modelled_uj: int = 0
-    emissions_location_g: float = 0.0
-    emissions_market_g: float = 0.0
+    totals: EnergyTotals = field(default_factory=EnergyTotals)
     energy_by_period: dict[int, int] = field(default_factory=dict)  # unwritten or still open
     ended_at: float | None = None
     stop_requested: bool = False
@@ -104,11 +114,7 @@ class _Job:
         return cls(
             base=record,
             seq=seq,
-            energy_uj=dict(record.energy_uj),
-            measured_uj=record.measured_uj,
-            modelled_uj=record.modelled_uj,
-            emissions_location_g=record.emissions_location_g,
-            emissions_market_g=record.emissions_market_g,
+            totals=record.totals,
             resumed_at=record.updated_at,
             dirty=False,
             updated_at=record.updated_at,
@@ -129,11 +135,7 @@ class _Job:
             tags=base.tags,
             started_at=base.started_at,
             ended_at=self.ended_at,
-            energy_uj=tuple(sorted(self.energy_uj.items())),
-            measured_uj=self.measured_uj,
-            modelled_uj=self.modelled_uj,
-            emissions_location_g=self.emissions_location_g,
-            emissions_market_g=self.emissions_market_g,
+            totals=self.totals,
             processes=self.processes.identities if self.processes else base.processes,
             cgroup=self.cgroup.hierarchy_path if self.cgroup else base.cgroup,
             updated_at=self.updated_at,
@@ -158,7 +160,7 @@ class JobRegistry:
         self,
         settings: JobsSettings,
         roots: SensorRoots,
-        ledger: JobLedger | None,
+        ledger: JobStore | None,
         clock_ticks_per_s: int | None = None,
         wall_clock_s: Callable[[], float] = time.time,
         monotonic_s: Callable[[], float] = time.monotonic,
@@ -209,7 +211,7 @@ class JobRegistry:
         stats = []
         for pid in request.pids or (caller.pid,):
             stat = read_pid_stat(self._procfs, pid)
-            owner_uid = read_pid_uid(self._procfs, pid)
+            owner_uid = process_owner_uid(self._procfs, pid)
             if stat is None or owner_uid is None:
                 raise JobRequestError(f"no such process: {pid}", status=404)
             if not caller.is_root and owner_uid != caller.uid:
@@ -322,26 +324,25 @@ class JobRegistry:
             now = sample.now_unix_s
             activity, owner_of_pid = self._measure(sample.gpus, now)
             split = attribute_sample(sample.deltas, activity, sample.gpus, owner_of_pid)
-            job_delta_uj: dict[str, int] = {}
+            shares: dict[str, _Share] = {}
             for key, parts in split.items():
                 counted = key.component in sample.counted
                 for recipient, uj in parts.items():
                     bucket_key = (key.component, recipient.bucket)
                     self._buckets[bucket_key] = self._buckets.get(bucket_key, 0) + uj
-                    job = self._jobs.get(recipient.job_id) if recipient.job_id else None
-                    if job is None or not counted:
-                        continue
-                    job.energy_uj[key.component] = job.energy_uj.get(key.component, 0) + uj
-                    if key.source == MODEL_SOURCE:
-                        job.modelled_uj += uj
-                    else:
-                        job.measured_uj += uj
-                    job_delta_uj[recipient.job_id] = job_delta_uj.get(recipient.job_id, 0) + uj
+                    if recipient.job_id in self._jobs and counted:
+                        share = shares.setdefault(recipient.job_id, _Share())
+                        share.add(key.component, uj, modelled=key in sample.modelled)
             period = sample.intensity_period_id
-            for job_id, uj in job_delta_uj.items():
+            for job_id, share in shares.items():
                 job = self._jobs[job_id]
-                job.emissions_location_g += grams(uj, sample.intensity_g_per_kwh, sample.pue)
-                job.emissions_market_g += grams(uj, sample.market_g_per_kwh, sample.pue)
+                uj = share.total_uj
+                job.totals = job.totals.plus(
+                    share.energy_uj,
+                    uj - share.modelled_uj,
+                    share.modelled_uj,
+                    Emissions.of(uj, sample.factors),
+                )
                 if period:
                     job.energy_by_period[period] = job.energy_by_period.get(period, 0) + uj
             for job in self._jobs.values():
@@ -518,7 +519,7 @@ class JobRegistry:
                 for job in self._jobs.values()
                 if job.ended_at is not None and now - job.ended_at <= keep
             ),
-            key=lambda job: -sum(job.energy_uj.values()),
+            key=lambda job: -job.totals.energy_total_uj,
         )
         promoted = self._settings.promoted_tags
         jobs = []
@@ -530,17 +531,15 @@ class JobRegistry:
                     name=job.base.name,
                     user=job.base.user,
                     running=job.running,
-                    info_labels=tuple((f"tag_{key}", tags.get(key, "")) for key in promoted),
-                    energy_uj=tuple(sorted(job.energy_uj.items())),
-                    emissions_location_g=job.emissions_location_g,
-                    emissions_market_g=job.emissions_market_g,
+                    info_values=tuple(tags.get(key, "") for key in promoted),
+                    totals=job.totals,
                 )
             )
         buckets = tuple(
             BucketEnergy(component, bucket, uj)
             for (component, bucket), uj in sorted(self._buckets.items())
         )
-        return AttributionView(buckets, tuple(jobs), promoted)
+        return AttributionView(buckets, tuple(jobs), tuple(map(tag_label, promoted)))
 
     # ---- persistence -----------------------------------------------------------------------
 

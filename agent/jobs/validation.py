@@ -11,11 +11,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from carbonscope.labels import TAG_KEY
+
 MAX_NAME_CHARS = 128
 MAX_TAGS = 32
 MAX_TAG_VALUE_CHARS = 256
 MAX_PIDS = 64
-TAG_KEY = re.compile(r"[a-z][a-z0-9_]{0,62}")
 JOB_ID = re.compile(r"[a-z0-9][a-z0-9_.-]{0,99}")
 _FORBIDDEN = set('"\\{}')
 

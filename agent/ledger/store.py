@@ -12,10 +12,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
+from carbonscope.accounting.emissions import EmissionFactors, Emissions
 from carbonscope.accounting.intensity_log import IntensityPeriod
+from carbonscope.accounting.totals import EnergyTotals
 from carbonscope.errors import CarbonscopeError
 from carbonscope.jobs.model import JobKind, JobRecord
 from carbonscope.sensors.base import Component
@@ -80,11 +83,49 @@ _COLUMNS = (
 )
 
 
-_PERIOD_FIELDS = tuple(IntensityPeriod.__dataclass_fields__)
-_PERIOD_COLUMNS = ", ".join(
-    {"started_at_unix_s": "started_at", "ended_at_unix_s": "ended_at"}.get(name, name)
-    for name in _PERIOD_FIELDS
+# intensity_periods columns, in table order, and how each is read from an IntensityPeriod.
+_PERIOD_COLUMN_VALUES: tuple[tuple[str, Callable[[IntensityPeriod], object]], ...] = (
+    ("period_id", lambda p: p.period_id),
+    ("started_at", lambda p: p.started_at_unix_s),
+    ("ended_at", lambda p: p.ended_at_unix_s),
+    ("provider", lambda p: p.provider),
+    ("location", lambda p: p.location),
+    ("signal", lambda p: p.signal),
+    ("emission_factor_type", lambda p: p.emission_factor_type),
+    ("g_per_kwh", lambda p: p.factors.location_g_per_kwh),
+    ("market_g_per_kwh", lambda p: p.factors.market_g_per_kwh),
+    ("pue", lambda p: p.factors.pue),
+    ("marginal_provider", lambda p: p.marginal_provider),
+    ("marginal_g_per_kwh", lambda p: p.factors.marginal_g_per_kwh),
+    ("energy_uj", lambda p: p.energy_uj),
+    ("emissions_location_g", lambda p: p.emissions.location_g),
+    ("emissions_market_g", lambda p: p.emissions.market_g),
+    ("emissions_marginal_g", lambda p: p.emissions.marginal_g),
 )
+_PERIOD_COLUMNS = ", ".join(name for name, _value in _PERIOD_COLUMN_VALUES)
+
+
+def _period(row: Sequence[Any]) -> IntensityPeriod:
+    (period_id, started, ended, provider, location, signal, factor_type, g_per_kwh) = row[:8]
+    (market, pue, marginal_provider, marginal, energy, location_g, market_g, marginal_g) = row[8:]
+    return IntensityPeriod(
+        period_id=int(period_id),
+        started_at_unix_s=float(started),
+        ended_at_unix_s=float(ended),
+        provider=str(provider),
+        location=str(location),
+        signal=str(signal),
+        emission_factor_type=str(factor_type),
+        marginal_provider=str(marginal_provider),
+        factors=EmissionFactors(
+            float(pue),
+            float(g_per_kwh),
+            float(market),
+            None if marginal is None else float(marginal),
+        ),
+        energy_uj=int(energy),
+        emissions=Emissions(float(location_g), float(market_g), float(marginal_g)),
+    )
 
 
 class LedgerError(CarbonscopeError):
@@ -155,13 +196,15 @@ class JobLedger:
     def write_periods(self, periods: list[IntensityPeriod]) -> None:
         if not periods:
             return
-        rows = [tuple(getattr(period, name) for name in _PERIOD_FIELDS) for period in periods]
+        rows = [
+            tuple(value(period) for _name, value in _PERIOD_COLUMN_VALUES) for period in periods
+        ]
         with self._lock:
             self._db.execute("BEGIN")
             try:
                 self._db.executemany(
                     f"INSERT OR REPLACE INTO intensity_periods ({_PERIOD_COLUMNS}) "
-                    f"VALUES ({', '.join('?' * len(_PERIOD_FIELDS))})",
+                    f"VALUES ({', '.join('?' * len(_PERIOD_COLUMN_VALUES))})",
                     rows,
                 )
             except sqlite3.Error:
@@ -177,7 +220,7 @@ class JobLedger:
                 "ORDER BY period_id",
                 (since_unix_s,),
             ).fetchall()
-        return [IntensityPeriod(*row) for row in rows]
+        return [_period(row) for row in rows]
 
     def job_periods(self, job_id: str) -> list[tuple[IntensityPeriod, int]]:
         """The intensity periods a job ran under, with its energy (µJ) in each."""
@@ -189,7 +232,7 @@ class JobLedger:
                 "ORDER BY period_id",
                 (job_id,),
             ).fetchall()
-        return [(IntensityPeriod(*row[:-1]), int(row[-1])) for row in rows]
+        return [(_period(row[:-1]), int(row[-1])) for row in rows]
 
     def running(self) -> list[JobRecord]:
         return self._query("WHERE ended_at IS NULL ORDER BY started_at", ())
@@ -212,7 +255,8 @@ class JobLedger:
 
 
 def _row(record: JobRecord) -> tuple[object, ...]:
-    energy = dict(record.energy_uj)
+    totals = record.totals
+    energy = dict(totals.energy_uj)
     return (
         record.job_id,
         record.name,
@@ -223,10 +267,10 @@ def _row(record: JobRecord) -> tuple[object, ...]:
         record.started_at,
         record.ended_at,
         *(energy.get(component, 0) for component in _COMPONENTS),
-        record.measured_uj,
-        record.modelled_uj,
-        record.emissions_location_g,
-        record.emissions_market_g,
+        totals.measured_uj,
+        totals.modelled_uj,
+        totals.emissions.location_g,
+        totals.emissions.market_g,
         json.dumps([list(identity) for identity in record.processes]),
         record.cgroup,
         record.updated_at,
@@ -246,15 +290,16 @@ def _record(row: tuple[object, ...]) -> JobRecord:
         tags=tuple(sorted(json.loads(str(tags)).items())),
         started_at=float(str(started)),
         ended_at=None if ended is None else float(str(ended)),
-        energy_uj=tuple(
-            (component, int(str(uj)))
-            for component, uj in zip(_COMPONENTS, energy, strict=True)
-            if int(str(uj))
+        totals=EnergyTotals(
+            energy_uj=tuple(
+                (component, int(str(uj)))
+                for component, uj in zip(_COMPONENTS, energy, strict=True)
+                if int(str(uj))
+            ),
+            measured_uj=int(str(measured)),
+            modelled_uj=int(str(modelled)),
+            emissions=Emissions(float(str(location_g)), float(str(market_g))),
         ),
-        measured_uj=int(str(measured)),
-        modelled_uj=int(str(modelled)),
-        emissions_location_g=float(str(location_g)),
-        emissions_market_g=float(str(market_g)),
         processes=tuple((int(pid), int(start)) for pid, start in json.loads(str(processes))),
         cgroup=None if cgroup is None else str(cgroup),
         updated_at=float(str(updated)),

@@ -7,6 +7,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from pydantic import BaseModel, ConfigDict
+
 
 class Component(StrEnum):
     CPU = "cpu"
@@ -122,6 +124,12 @@ class Sensor(Protocol):
     def discover(self) -> Discovery: ...
 
     def read(self) -> SensorRead: ...
+
+
+class SourceSettings(BaseModel):
+    """A source's own config section, ``[sensors.<name>]`` (the catalogue names its class)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def read_sysfs_text(path: Path) -> str:

@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from rapidfuzz import fuzz
-
-from carbonscope.carbon.offline_data import codecarbon_data_dir
+from carbonscope.codecarbon_data import codecarbon_data_dir
 
 _NOISE = [
     r"\(r\)",
@@ -80,6 +78,8 @@ def lookup_tdp(cpu_model: str, table_path: Path | None = None) -> TdpMatch | Non
     tokens = _model_tokens(wanted)
     if not tokens:
         return None
+    from rapidfuzz import fuzz  # noqa: PLC0415 - only for a CPU the table does not spell exactly
+
     best: tuple[tuple[float, float], str, float] | None = None
     for original, normalised, tdp in table:
         if not tokens <= set(normalised.split()):

@@ -16,8 +16,10 @@ import bisect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
-from carbonscope.config.schema import ModelSensorSection
+from pydantic import BeforeValidator, Field
+
 from carbonscope.procfs import CpuTimes, parse_proc_stat
 from carbonscope.sensors.base import (
     Component,
@@ -28,6 +30,7 @@ from carbonscope.sensors.base import (
     PowerReading,
     SensorRead,
     SensorRoots,
+    SourceSettings,
     SourceStatus,
     read_sysfs_text,
 )
@@ -39,6 +42,18 @@ CPU_KEY = DeviceKey(Component.CPU, MODEL_DEVICE, SOURCE)
 DRAM_KEY = DeviceKey(Component.DRAM, MODEL_DEVICE, SOURCE)
 CPU_CURVE: tuple[tuple[float, float], ...] = ((0.0, 0.12), (0.10, 0.32), (0.50, 0.75), (1.00, 1.00))
 _GIB = 1024**3
+
+
+def _empty_as_none(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+class ModelSettings(SourceSettings):
+    """``[sensors.model]``: the power model used where nothing measures."""
+
+    cpu_tdp_watts: Annotated[float | None, BeforeValidator(_empty_as_none), Field(gt=0)] = None
+    cpu_watts_per_thread: Annotated[float, Field(gt=0)] = 4.0
+    dram_watts_per_gb: Annotated[float, Field(ge=0)] = 0.375
 
 
 def curve_fraction(utilisation: float) -> float:
@@ -86,7 +101,7 @@ class CpuBudget:
     explanation: str
 
 
-def cpu_budget(facts: HostFacts, settings: ModelSensorSection) -> CpuBudget:
+def cpu_budget(facts: HostFacts, settings: ModelSettings) -> CpuBudget:
     if settings.cpu_tdp_watts is not None:
         return CpuBudget(settings.cpu_tdp_watts, "TDP from sensors.model.cpu_tdp_watts")
     per_thread = CpuBudget(
@@ -116,7 +131,7 @@ class ModelSensor:
     def __init__(
         self,
         roots: SensorRoots,
-        settings: ModelSensorSection,
+        settings: ModelSettings,
         components: frozenset[Component] = frozenset({Component.CPU, Component.DRAM}),
         opener: Callable[[Path], str] = read_sysfs_text,
     ) -> None:

@@ -15,6 +15,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
 
 from carbonscope.sensors.base import (
     SOURCE_WIDE,
@@ -25,6 +28,7 @@ from carbonscope.sensors.base import (
     Discovery,
     SensorRead,
     SensorRoots,
+    SourceSettings,
     SourceStatus,
     read_sysfs_text,
 )
@@ -43,6 +47,13 @@ PERMISSION_HINT = (
     "service CAP_DAC_READ_SEARCH (deploy/systemd/carbonscope.service does), or grant a group "
     "read access with a udev rule; see docs/sensors.md#rapl-permissions"
 )
+
+
+class RaplSettings(SourceSettings):
+    """``[sensors.rapl]``"""
+
+    # A counter drop is a wrap only if the wrapped delta implies at most this power per zone.
+    max_zone_watts: Annotated[float, Field(gt=0)] = 2000.0
 
 
 @dataclass(frozen=True)

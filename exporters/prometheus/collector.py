@@ -15,14 +15,19 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from carbonscope.accounting.attribution import Bucket
-from carbonscope.accounting.energy import UJ_PER_J
-from carbonscope.accounting.snapshot import AttributionView, Snapshot
-from carbonscope.carbon.feed import FeedState
-from carbonscope.carbon.intensity import MARGINAL, FeedStatus, ForecastPoint
-from carbonscope.carbon.providers.base import FetchErrorReason
-from carbonscope.histogram import Histogram
-from carbonscope.sensors.base import SourceStatus
+from carbonscope.snapshot import (
+    MARGINAL,
+    UJ_PER_J,
+    AttributionView,
+    Bucket,
+    FeedState,
+    FeedStatus,
+    FetchErrorReason,
+    ForecastPoint,
+    Histogram,
+    Snapshot,
+    SourceStatus,
+)
 
 DEVICE_LABELS = ["component", "device", "source"]
 FORECAST_HOURS = 24
@@ -87,10 +92,10 @@ class SnapshotCollector(Collector):
             'method="marginal" only with a marginal signal, never part of Scope 2.',
             labels=["method"],
         )
-        emissions.add_metric(["location"], snap.emissions_location_g)
-        emissions.add_metric(["market"], snap.emissions_market_g)
+        emissions.add_metric(["location"], snap.emissions.location_g)
+        emissions.add_metric(["market"], snap.emissions.market_g)
         if feed is not None and feed.signal == MARGINAL:
-            emissions.add_metric(["marginal"], snap.emissions_marginal_g)
+            emissions.add_metric(["marginal"], snap.emissions.marginal_g)
         yield emissions
         in_force = [snap.intensity]
         if snap.marginal_intensity is not None:
@@ -239,7 +244,7 @@ class SnapshotCollector(Collector):
         info = GaugeMetricFamily(
             "carbonscope_job_info",
             "Descriptive labels of a job (promoted tags as tag_<key>), joined by job_id.",
-            labels=["job_id", "job_name", "user", *(f"tag_{key}" for key in view.promoted_tags)],
+            labels=["job_id", "job_name", "user", *view.info_labels],
         )
         running = GaugeMetricFamily(
             "carbonscope_job_running",
@@ -247,13 +252,11 @@ class SnapshotCollector(Collector):
             labels=["job_id"],
         )
         for job in view.jobs:
-            for component, uj in job.energy_uj:
+            for component, uj in job.totals.energy_uj:
                 energy.add_metric([job.job_id, component.value], uj / UJ_PER_J)
-            emissions.add_metric([job.job_id, "location"], job.emissions_location_g)
-            emissions.add_metric([job.job_id, "market"], job.emissions_market_g)
-            info.add_metric(
-                [job.job_id, job.name, job.user, *(value for _key, value in job.info_labels)], 1
-            )
+            emissions.add_metric([job.job_id, "location"], job.totals.emissions.location_g)
+            emissions.add_metric([job.job_id, "market"], job.totals.emissions.market_g)
+            info.add_metric([job.job_id, job.name, job.user, *job.info_values], 1)
             running.add_metric([job.job_id], 1 if job.running else 0)
         yield from (energy, emissions, info, running)
 

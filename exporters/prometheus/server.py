@@ -11,8 +11,8 @@ from typing import ClassVar
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from carbonscope.accounting.snapshot import Snapshot
 from carbonscope.exporters.prometheus.collector import render
+from carbonscope.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +71,8 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s - %s", self.address_string(), format % args)
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
 class MetricsServer:
-    def __init__(self, listen: str) -> None:
-        host, port = parse_listen(listen)
+    def __init__(self, host: str, port: int) -> None:
         self._metrics = _RenderedMetrics()
         handler = type("MetricsHandler", (_Handler,), {"metrics": self._metrics})
         server_class = type(

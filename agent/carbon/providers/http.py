@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import requests
 
-from carbonscope import __version__
 from carbonscope.carbon.providers.base import FetchErrorReason, ProviderError
+from carbonscope.version import __version__
 
 MAX_RETRY_AFTER_S = 24 * 3600.0  # a Retry-After beyond a day is a broken header, not a plan
 _MESSAGE_LIMIT = 200

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from carbonscope.carbon.intensity import MARGINAL, ForecastPoint
-from carbonscope.carbon.offline_data import LBS_PER_MWH_TO_G_PER_KWH
 from carbonscope.carbon.providers.base import (
     FetchErrorReason,
     IntensityPoint,
@@ -22,6 +21,7 @@ from carbonscope.carbon.providers.base import (
     api_point,
 )
 from carbonscope.carbon.providers.http import JsonHttp, read_secret
+from carbonscope.codecarbon_data import LBS_PER_MWH_TO_G_PER_KWH
 
 LOGIN_PATH = "/login"
 FORECAST_PATH = "/v3/forecast"

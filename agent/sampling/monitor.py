@@ -14,15 +14,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from carbonscope.accounting.attribution import SampleEnergy
-from carbonscope.accounting.energy import NS_PER_S, DeviceAccount, grams
+from carbonscope.accounting.emissions import NO_EMISSIONS, EmissionFactors, Emissions
+from carbonscope.accounting.energy import DeviceAccount
 from carbonscope.accounting.intensity_log import IntensityLog
 from carbonscope.accounting.node import NodeEnergyPlan
-from carbonscope.accounting.snapshot import (
-    SAMPLE_DURATION_BUCKETS_S,
-    AttributionView,
-    DeviceEnergy,
-    Snapshot,
-)
 from carbonscope.carbon.intensity import IntensityProvider
 from carbonscope.histogram import Histogram
 from carbonscope.sensors.base import (
@@ -35,6 +30,13 @@ from carbonscope.sensors.base import (
     SensorRead,
     SourceStatus,
 )
+from carbonscope.snapshot import (
+    SAMPLE_DURATION_BUCKETS_S,
+    AttributionView,
+    DeviceEnergy,
+    Snapshot,
+)
+from carbonscope.units import NS_PER_S
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ SnapshotListener = Callable[[Snapshot], None]
 
 
 class EnergyAttributor(Protocol):
-    """Splits each sample's energy among jobs, system and idle (agent/jobs/registry.py)."""
+    """Splits each sample's energy among jobs, system and idle (carbonscope.jobs.registry)."""
 
     def account(self, sample: SampleEnergy) -> AttributionView: ...
 
@@ -66,6 +68,7 @@ class Monitor:
         wall_clock_s: Callable[[], float] = time.time,
         attributor: EnergyAttributor | None = None,
         intensity_log: IntensityLog | None = None,
+        modelled_sources: frozenset[str] = frozenset(),
     ) -> None:
         self._sensors = list(sensors)
         self._intensity = intensity
@@ -87,9 +90,8 @@ class Monitor:
         self._accounts: dict[DeviceKey, DeviceAccount] = {
             key: DeviceAccount() for key in self._devices
         }
-        self._emissions_location_g = 0.0
-        self._emissions_market_g = 0.0
-        self._emissions_marginal_g = 0.0
+        self._modelled = frozenset(key for key in self._devices if key.source in modelled_sources)
+        self._emissions: Emissions = NO_EMISSIONS
         self._samples = 0
         self._missed = 0
         self._last_sample_ns: int | None = None
@@ -190,18 +192,17 @@ class Monitor:
         # The intensity in force at this sample weighs this sample's energy (never the final one).
         grid = self._intensity.current(now_unix_s)
         intensity = grid.average
-        pue = self._carbon.pue
         market_factor = self._carbon.market_factor_g_per_kwh
-        market_g_per_kwh = intensity.g_per_kwh if market_factor is None else market_factor
-        self._emissions_location_g += grams(node_delta_uj, intensity.g_per_kwh, pue)
-        self._emissions_market_g += grams(node_delta_uj, market_g_per_kwh, pue)
-        if grid.marginal is not None:
-            self._emissions_marginal_g += grams(node_delta_uj, grid.marginal.g_per_kwh, pue)
+        factors = EmissionFactors(
+            pue=self._carbon.pue,
+            location_g_per_kwh=intensity.g_per_kwh,
+            market_g_per_kwh=intensity.g_per_kwh if market_factor is None else market_factor,
+            marginal_g_per_kwh=grid.marginal.g_per_kwh if grid.marginal is not None else None,
+        )
+        self._emissions = self._emissions + Emissions.of(node_delta_uj, factors)
         period_id = 0
         if self._intensity_log is not None:
-            period_id = self._intensity_log.record(
-                now_unix_s, node_delta_uj, grid, market_g_per_kwh, pue
-            )
+            period_id = self._intensity_log.record(now_unix_s, node_delta_uj, grid, factors)
         gpus = tuple(gpu for _sensor, result in results for gpu in result.gpus)
         attribution = None
         if self._attributor is not None:
@@ -210,11 +211,10 @@ class Monitor:
                     deltas=deltas,
                     counted=self._plan.components,
                     gpus=gpus,
-                    intensity_g_per_kwh=intensity.g_per_kwh,
-                    market_g_per_kwh=market_g_per_kwh,
-                    pue=pue,
+                    factors=factors,
                     now_unix_s=now_unix_s,
                     intensity_period_id=period_id,
+                    modelled=self._modelled,
                 )
             )
 
@@ -236,14 +236,12 @@ class Monitor:
                 if self._plan.counts(key)
             ),
             node_power_w=node_delta_uj * NS_PER_S / elapsed_ns / 1e6 if elapsed_ns > 0 else None,
-            emissions_location_g=self._emissions_location_g,
-            emissions_market_g=self._emissions_market_g,
-            emissions_marginal_g=self._emissions_marginal_g,
+            emissions=self._emissions,
             intensity=intensity,
             marginal_intensity=grid.marginal,
             feed=grid.feed,
             market_factor_g_per_kwh=market_factor,
-            pue=pue,
+            pue=factors.pue,
             samples_total=self._samples,
             samples_missed_total=self._missed,
             sample_duration=self._durations,

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from carbonscope.accounting.attribution import Bucket
+from carbonscope.accounting.emissions import Emissions
+from carbonscope.accounting.totals import EnergyTotals
 from carbonscope.carbon.intensity import FeedStatus, IntensityValue
 from carbonscope.histogram import Histogram
 from carbonscope.sensors.base import Component, DeviceKey, DeviceStatus, GpuDetails
@@ -37,17 +39,15 @@ class JobView:
     name: str
     user: str
     running: bool
-    info_labels: tuple[tuple[str, str], ...]  # promoted tags as ("tag_team", value)
-    energy_uj: tuple[tuple[Component, int], ...]
-    emissions_location_g: float
-    emissions_market_g: float
+    info_values: tuple[str, ...]  # the promoted tags' values, in info_labels order
+    totals: EnergyTotals
 
 
 @dataclass(frozen=True)
 class AttributionView:
     buckets: tuple[BucketEnergy, ...]  # cumulative, per component and bucket
     jobs: tuple[JobView, ...]
-    promoted_tags: tuple[str, ...]
+    info_labels: tuple[str, ...]  # label names of the promoted tags ("tag_team", ...)
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,7 @@ class Snapshot:
     gpus: tuple[GpuDetails, ...]
     node_energy_uj: int
     node_power_w: float | None
-    emissions_location_g: float
-    emissions_market_g: float
+    emissions: Emissions  # node totals; marginal only grows under a marginal signal (WattTime)
     intensity: IntensityValue  # the average value in force (location-based Scope 2)
     market_factor_g_per_kwh: float | None
     pue: float
@@ -68,6 +67,5 @@ class Snapshot:
     samples_missed_total: int
     sample_duration: Histogram
     attribution: AttributionView | None = None
-    emissions_marginal_g: float = 0.0  # only grows under a marginal signal (WattTime)
     marginal_intensity: IntensityValue | None = None
     feed: FeedStatus | None = None  # the live provider's state; None with provider "static"

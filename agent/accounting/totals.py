@@ -1,0 +1,46 @@
+"""Energy totals of one consumer (a job): per component, measured vs modelled, and emissions.
+
+The one shape the job registry, its records, the ledger, the API's JSON and the exported view
+share, so a new total is added here once instead of copied field by field through each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from carbonscope.accounting.emissions import NO_EMISSIONS, Emissions
+from carbonscope.sensors.base import Component
+
+
+@dataclass(frozen=True)
+class EnergyTotals:
+    energy_uj: tuple[tuple[Component, int], ...] = ()  # node-energy components only, sorted
+    measured_uj: int = 0
+    modelled_uj: int = 0
+    emissions: Emissions = NO_EMISSIONS
+
+    @property
+    def energy_total_uj(self) -> int:
+        return sum(uj for _component, uj in self.energy_uj)
+
+    def energy_of(self, component: Component) -> int:
+        return dict(self.energy_uj).get(component, 0)
+
+    def plus(
+        self,
+        energy_uj: Mapping[Component, int],
+        measured_uj: int,
+        modelled_uj: int,
+        emissions: Emissions,
+    ) -> EnergyTotals:
+        """These totals with one sample's share added."""
+        merged = dict(self.energy_uj)
+        for component, uj in energy_uj.items():
+            merged[component] = merged.get(component, 0) + uj
+        return EnergyTotals(
+            energy_uj=tuple(sorted(merged.items())),
+            measured_uj=self.measured_uj + measured_uj,
+            modelled_uj=self.modelled_uj + modelled_uj,
+            emissions=self.emissions + emissions,
+        )

@@ -1,0 +1,79 @@
+"""codecarbon's packaged data files: where they are, and which location codes they cover.
+
+The directory is found from the package's import spec, without importing codecarbon: its
+``__init__`` loads the tracker and its dependencies (about 16 MiB of resident memory) for
+nothing we use. We read the data files, not codecarbon's modules: the files are the data, the
+module internals are not a stable API. Imports nothing else of carbonscope, so the config can
+validate ``carbon.location`` without loading the carbon package.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+LBS_PER_MWH_TO_G_PER_KWH = 0.45359237  # 1 lb = 453.59237 g, 1 MWh = 1000 kWh
+WORLD = "WORLD"
+
+
+def codecarbon_data_dir() -> Path:
+    """``<site-packages>/codecarbon/data``, located without executing codecarbon."""
+    spec = importlib.util.find_spec("codecarbon")
+    locations = spec.submodule_search_locations if spec is not None else None
+    if not locations:
+        raise FileNotFoundError("codecarbon is not installed: its data files are needed")
+    return Path(next(iter(locations))) / "data"
+
+
+@lru_cache(maxsize=4)
+def us_state_intensities(data_dir: Path) -> tuple[dict[str, float], int | None]:
+    """gCO2e/kWh per US state code, and the eGRID year, from the newest usa_emissions.json
+    (lbs CO2e/MWh keyed by state name with a regionCode; the file moves with eGRID's year)."""
+    candidates = sorted(data_dir.glob("private_infra/*/usa_emissions.json"))
+    if not candidates:
+        return {}, None
+    raw: dict[str, Any] = json.loads(candidates[-1].read_text(encoding="utf-8"))
+    source = raw.get("_source", {})
+    year = source.get("year") if isinstance(source, dict) else None
+    states = {
+        entry["regionCode"].upper(): float(entry["emissions"]) * LBS_PER_MWH_TO_G_PER_KWH
+        for name, entry in raw.items()
+        if not name.startswith("_") and isinstance(entry, dict) and "regionCode" in entry
+    }
+    return states, year if isinstance(year, int) else None
+
+
+def normalise_location(code: str, data_dir: Path | None = None) -> str:
+    """Canonical spelling of a location code ("fr" -> "FR", "FRA" -> "FR", "us-ca" -> "US-CA",
+    "WORLD"); ValueError naming what is accepted otherwise."""
+    import pycountry  # noqa: PLC0415 - its tables load only when a location is checked
+
+    cleaned = code.strip().upper()
+    if cleaned == WORLD:
+        return WORLD
+    if "-" in cleaned:
+        country, _, region = cleaned.partition("-")
+        if country == "US":
+            states, _year = us_state_intensities(data_dir or codecarbon_data_dir())
+            if region in states:
+                return f"US-{region}"
+            raise ValueError(f"unknown US state {region!r} in location {code!r}")
+        raise ValueError(
+            f'no offline data for region {code!r}: use a country code ("{country}") '
+            'or a US state ("US-CA")'
+        )
+    match: Any = None
+    if len(cleaned) == 2:
+        match = pycountry.countries.get(alpha_2=cleaned)
+    elif len(cleaned) == 3:
+        match = pycountry.countries.get(alpha_3=cleaned)
+    if match is None:
+        raise ValueError(
+            f'unknown location {code!r}: expected an ISO 3166 country code ("FR", "DE"), '
+            'a US state ("US-CA") or "WORLD"'
+        )
+    alpha_2: str = match.alpha_2
+    return alpha_2

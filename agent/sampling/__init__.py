@@ -1,0 +1,2 @@
+"""Sampling: the monitor reads every source once per tick, does the accounting and publishes
+a snapshot."""

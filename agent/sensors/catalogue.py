@@ -1,0 +1,94 @@
+"""Every power source carbonscope knows: one row each. The one table config validation,
+``sensors.enable``, selection (selection.py) and ``carbonscope probe`` read.
+
+Adding a source is one new file (its reader, its settings class, its ``build``) plus one row
+here; docs/architecture.md shows the recipe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from carbonscope.sensors import model, nvml, rapl
+from carbonscope.sensors.base import (
+    Component,
+    Sensor,
+    SensorRoots,
+    SourceSettings,
+    read_sysfs_text,
+)
+
+
+class SourceRole(StrEnum):
+    MEASURES = "measures"  # a sensor: its energy is measured
+    MODELS = "models"  # an estimate, used only for components nothing measures
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """What a source's ``build`` gets besides its settings (injectable for tests)."""
+
+    roots: SensorRoots = field(default_factory=SensorRoots)
+    opener: Callable[[Path], str] = read_sysfs_text
+    load_nvml: Callable[[], ModuleType] = nvml.import_pynvml
+    uncovered: frozenset[Component] = frozenset()  # for a model: the components to estimate
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    name: str  # the `source` label, the `sensors.enable` name and the [sensors.<name>] section
+    role: SourceRole
+    components: frozenset[Component]  # what it may cover
+    build: Callable[[SourceContext, Any], Sensor]  # (context, its settings) -> a reader
+    settings: type[SourceSettings] = SourceSettings  # its config section
+
+
+_CPU_LIKE = frozenset({Component.CPU, Component.DRAM})
+
+SOURCES: tuple[SourceSpec, ...] = (
+    SourceSpec(
+        "rapl",
+        SourceRole.MEASURES,
+        _CPU_LIKE | {Component.PLATFORM},
+        lambda ctx, _settings: rapl.RaplSensor(ctx.roots, ctx.opener),
+        rapl.RaplSettings,
+    ),
+    SourceSpec(
+        "nvml",
+        SourceRole.MEASURES,
+        frozenset({Component.GPU}),
+        lambda ctx, _settings: nvml.NvmlSensor(ctx.load_nvml),
+    ),
+    SourceSpec(
+        "model",
+        SourceRole.MODELS,
+        _CPU_LIKE,
+        lambda ctx, settings: model.ModelSensor(ctx.roots, settings, ctx.uncovered, ctx.opener),
+        model.ModelSettings,
+    ),
+)
+
+# Names `sensors.enable` accepts that no row has yet (the contract reserves them).
+PLANNED_SOURCES = ("hwmon", "ipmi", "redfish")
+# A platform meter (psys) already contains the CPU packages and DRAM.
+CONTAINED_IN = {Component.PLATFORM: _CPU_LIKE}
+
+
+def spec_of(name: str) -> SourceSpec:
+    for spec in SOURCES:
+        if spec.name == name:
+            return spec
+    raise KeyError(name)
+
+
+def source_names() -> tuple[str, ...]:
+    return tuple(spec.name for spec in SOURCES)
+
+
+def modelled_sources() -> frozenset[str]:
+    return frozenset(spec.name for spec in SOURCES if spec.role is SourceRole.MODELS)

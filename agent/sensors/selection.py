@@ -1,0 +1,126 @@
+"""Which sources are used, from the catalogue and ``sensors.enable``.
+
+Rule: measured sources are tried first; a measured device is used only if it reads at start-up,
+whenever a model may stand in for it. The model then covers the components (cpu, dram) that
+nothing measures; psys (platform) covers both. With ``["auto"]`` every measured source is tried
+and the model is allowed; with an explicit list, exactly those.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from carbonscope.sensors.base import Component, DeviceKey, Discovery, Sensor, SourceSettings
+from carbonscope.sensors.base import SourceStatus as Status
+from carbonscope.sensors.catalogue import (
+    CONTAINED_IN,
+    SOURCES,
+    SourceContext,
+    SourceRole,
+    SourceSpec,
+)
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+
+
+class SourcesConfig(Protocol):
+    """The ``[sensors]`` section as selection needs it (carbonscope.config.schema)."""
+
+    @property
+    def enable(self) -> list[str]: ...
+
+    def source_settings(self, name: str) -> SourceSettings: ...
+
+
+@dataclass(frozen=True)
+class SelectedSensor:
+    spec: SourceSpec
+    sensor: Sensor
+    discovery: Discovery  # devices: those the accounting will use
+    found: Discovery  # everything the source found, used or not (probe shows it all)
+
+    @property
+    def used(self) -> frozenset[DeviceKey]:
+        return frozenset(self.discovery.devices)
+
+
+def _replaceable(model_allowed: bool) -> frozenset[Component]:
+    """Components a model can stand in for (and the platform meters that contain them)."""
+    if not model_allowed:
+        return frozenset()
+    modelled = {c for spec in SOURCES if spec.role is SourceRole.MODELS for c in spec.components}
+    containers = {outer for outer, inner in CONTAINED_IN.items() if inner <= modelled}
+    return frozenset(modelled | containers)
+
+
+def _working(sensor: Sensor, found: Discovery, replaceable: frozenset[Component]) -> Discovery:
+    """Drop replaceable devices that do not read now: the model stands in for them."""
+    if not found.devices or not {key.component for key in found.devices} & replaceable:
+        return found
+    first = sensor.read()
+    working = {reading.key for reading in first.readings}
+    for status in first.statuses:
+        if status.status is not Status.OK:
+            log.warning(
+                "%s %s unusable (%s): %s",
+                status.source,
+                status.device,
+                status.status,
+                status.reason,
+            )
+    kept = tuple(k for k in found.devices if k in working or k.component not in replaceable)
+    return replace(found, devices=kept)
+
+
+def _build(spec: SourceSpec, config: SourcesConfig, context: SourceContext) -> Sensor:
+    return spec.build(context, config.source_settings(spec.name))
+
+
+def select_sensors(
+    config: SourcesConfig, context: SourceContext, everything: bool = False
+) -> list[SelectedSensor]:
+    """The sources ``carbonscope run`` uses, each discovered once.
+
+    ``everything`` (for probe) also builds the sources that would not be used, with the model
+    over all its components; their ``discovery`` then lists no used device.
+    """
+    auto = config.enable == [AUTO]
+    wanted: Sequence[str] = [s.name for s in SOURCES] if auto else config.enable
+    model_allowed = any(s.role is SourceRole.MODELS and s.name in wanted for s in SOURCES)
+    replaceable = _replaceable(model_allowed)
+    selected: list[SelectedSensor] = []
+    for spec in SOURCES:
+        if spec.role is not SourceRole.MEASURES or not (spec.name in wanted or everything):
+            continue
+        sensor = _build(spec, config, context)
+        found = sensor.discover()
+        if spec.name in wanted:
+            used = _working(sensor, found, replaceable)
+        else:
+            used = replace(found, devices=())
+        selected.append(SelectedSensor(spec, sensor, used, found))
+
+    covered = {key.component for item in selected for key in item.discovery.devices}
+    for outer, inner in CONTAINED_IN.items():
+        if outer in covered:
+            covered |= inner
+    for spec in SOURCES:
+        if spec.role is not SourceRole.MODELS:
+            continue
+        missing = spec.components - covered
+        use = spec.name in wanted and bool(missing)
+        if not use and not everything:
+            if spec.name in wanted:
+                log.info("%s not needed: %s measured", spec.name, ", ".join(sorted(covered)))
+            continue
+        scope = spec.components if everything else frozenset(missing)
+        sensor = _build(spec, config, replace(context, uncovered=scope))
+        found = sensor.discover()
+        devices = tuple(k for k in found.devices if use and k.component in missing)
+        selected.append(SelectedSensor(spec, sensor, replace(found, devices=devices), found))
+    return selected
