@@ -51,7 +51,17 @@ class DeviceAccount:
     resets: int = 0
     wraps: int = 0
 
+    def is_repeat(self, reading: CounterReading | PowerReading) -> bool:
+        """A polled source's reading seen again: it covers no new time and adds nothing."""
+        at = reading.measured_at_ns
+        return at is not None and self.last_read_ns is not None and at <= self.last_read_ns
+
     def add_counter(self, reading: CounterReading, now_ns: int, max_plausible_uw: int) -> int:
+        """``now_ns``: the sample's time, used when the reading has no measurement time."""
+        if self.is_repeat(reading):
+            return 0
+        if reading.measured_at_ns is not None:
+            now_ns = reading.measured_at_ns
         delta = 0
         if self.last_counter_uj is not None and self.last_read_ns is not None:
             delta, event = counter_delta_uj(
@@ -69,6 +79,11 @@ class DeviceAccount:
         return delta
 
     def add_power(self, reading: PowerReading, now_ns: int) -> int:
+        """Integrated over the time since the previous reading's measurement."""
+        if self.is_repeat(reading):
+            return 0
+        if reading.measured_at_ns is not None:
+            now_ns = reading.measured_at_ns
         delta = 0
         if self.last_read_ns is not None:
             elapsed_ns = now_ns - self.last_read_ns

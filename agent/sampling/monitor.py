@@ -98,6 +98,7 @@ class Monitor:
         self._durations = Histogram.empty(SAMPLE_DURATION_BUCKETS_S)
         self._snapshot: Snapshot | None = None
         self._ignored: set[DeviceKey] = set()
+        self._power: dict[DeviceKey, float | None] = {}  # mean power in the last sample
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -170,17 +171,22 @@ class Monitor:
                         self._ignored.add(reading.key)
                     continue
                 previous_ns = account.last_read_ns
+                if account.is_repeat(reading):  # a polled reading already counted
+                    power_now[reading.key] = self._power.get(reading.key)
+                    continue
                 if isinstance(reading, CounterReading):
                     delta = account.add_counter(reading, now_ns, self._max_plausible_uw)
                 else:
                     delta = account.add_power(reading, now_ns)
-                power_now[reading.key] = _mean_power_w(reading, delta, previous_ns, now_ns)
+                measured_ns = reading.measured_at_ns or now_ns
+                power_now[reading.key] = _mean_power_w(reading, delta, previous_ns, measured_ns)
                 deltas[reading.key] = deltas.get(reading.key, 0) + delta
                 if self._plan.counts(reading.key):
                     node_delta_uj += delta
         for key, account in self._accounts.items():
             if key not in power_now and account.last_power_uw is not None:
                 account.forget_baseline()
+        self._power = power_now
 
         elapsed_ns = now_ns - self._last_sample_ns if self._last_sample_ns is not None else 0
         if self._last_sample_ns is not None and self._interval_ns > 0:

@@ -45,6 +45,7 @@ class CounterReading:
     key: DeviceKey
     energy_uj: int
     max_energy_range_uj: int
+    measured_at_ns: int | None = None  # monotonic ns when measured; None: during this sample
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class PowerReading:
     key: DeviceKey
     power_uw: int
     kind: PowerKind
+    measured_at_ns: int | None = None  # monotonic ns when measured; None: during this sample
 
 
 Reading = CounterReading | PowerReading

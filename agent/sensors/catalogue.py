@@ -2,7 +2,10 @@
 ``sensors.enable``, selection (selection.py) and ``carbonscope probe`` read.
 
 Adding a source is one new file (its reader, its settings class, its ``build``) plus one row
-here; docs/architecture.md shows the recipe.
+here; docs/architecture.md shows the recipe. A row with a ``period_s`` is polled: the reader
+runs on its own thread with a hard timeout (polled.py) and the sampler reads its last reading
+from memory, so a slow BMC never delays a sample. Its settings class derives from
+``PolledSettings`` (period, timeout, max_age).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class SourceSpec:
     components: frozenset[Component]  # what it may cover
     build: Callable[[SourceContext, Any], Sensor]  # (context, its settings) -> a reader
     settings: type[SourceSettings] = SourceSettings  # its config section
+    period_s: float | None = None  # default polling period; None: read inside every sample
 
 
 _CPU_LIKE = frozenset({Component.CPU, Component.DRAM})

@@ -22,6 +22,7 @@ from carbonscope.sensors.catalogue import (
     SourceRole,
     SourceSpec,
 )
+from carbonscope.sensors.polled import PolledSensor
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,10 @@ def _working(sensor: Sensor, found: Discovery, replaceable: frozenset[Component]
 
 
 def _build(spec: SourceSpec, config: SourcesConfig, context: SourceContext) -> Sensor:
-    return spec.build(context, config.source_settings(spec.name))
+    sensor = spec.build(context, config.source_settings(spec.name))
+    if spec.period_s is not None:
+        return PolledSensor.from_settings(sensor, config.source_settings(spec.name), spec.period_s)
+    return sensor
 
 
 def select_sensors(

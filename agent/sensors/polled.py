@@ -1,0 +1,201 @@
+"""Polled sources: a slow or blocking reader (a BMC over IPMI or Redfish, a remote meter) run
+on its own thread, with its own period and a hard timeout, answering the sampler from memory.
+
+Each reading keeps the monotonic time it was measured at, so the accounting integrates it over
+the interval it really covers (not the sampler's); the same reading seen again adds nothing. A
+reading older than ``max_age`` is never repeated: the source reports ``stale`` with the reason
+(the last error, if any) and the accounting restarts integration at the next fresh reading.
+A read that outlives ``timeout`` is abandoned: it counts as failed, and no second read starts
+while it hangs, so a wedged BMC costs one thread, never a sample.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Annotated, TypeVar
+
+from pydantic import BeforeValidator
+
+from carbonscope.durations import parse_duration
+from carbonscope.sensors.base import (
+    DeviceStatus,
+    Discovery,
+    Reading,
+    Sensor,
+    SensorRead,
+    SourceSettings,
+    SourceStatus,
+)
+from carbonscope.units import NS_PER_S
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+OptionalDuration = Annotated[
+    float | None, BeforeValidator(lambda v: None if v in ("", None) else parse_duration(v))
+]
+
+
+class PolledSettings(SourceSettings):
+    """The section of a polled source: ``period``, ``timeout``, ``max_age`` (durations)."""
+
+    period: Duration | None = None  # None: the catalogue's default period
+    timeout: Duration | None = None  # None: the period
+    max_age: OptionalDuration = None  # None: three periods
+
+
+class _Timeout(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class _Latest:
+    read: SensorRead  # readings stamped with their measurement time
+    measured_at_ns: int
+
+
+class PolledSensor:
+    """A Sensor whose ``read`` never blocks: the wrapped reader runs on its own thread."""
+
+    def __init__(
+        self,
+        inner: Sensor,
+        period_s: float,
+        timeout_s: float | None = None,
+        max_age_s: float | None = None,
+        clock_ns: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        self.name = inner.name
+        self.inner = inner
+        self.period_s = period_s
+        self.timeout_s = timeout_s if timeout_s is not None else period_s
+        self.max_age_s = max_age_s if max_age_s is not None else 3 * period_s
+        self._clock_ns = clock_ns
+        self._lock = threading.Lock()
+        self._latest: _Latest | None = None
+        self._last_error = ""
+        self._devices: tuple[str, ...] = ()
+        self._hung: threading.Thread | None = None  # a read that outlived its timeout
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_settings(
+        cls, inner: Sensor, settings: SourceSettings, default_period_s: float
+    ) -> PolledSensor:
+        if isinstance(settings, PolledSettings):
+            return cls(
+                inner,
+                settings.period or default_period_s,
+                settings.timeout,
+                settings.max_age,
+            )
+        return cls(inner, default_period_s)
+
+    # -- the reader's side (its own thread) --------------------------------------------------
+
+    def _bounded(self, call: Callable[[], T], what: str) -> T:
+        """``call()`` on a worker thread, abandoned after the timeout (raises _Timeout)."""
+        if self._hung is not None and self._hung.is_alive():
+            raise _Timeout(
+                f"the previous {what} timed out after {self.timeout_s:g}s and is still "
+                "running: not starting another"
+            )
+        box: list[T] = []
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                box.append(call())
+            except BaseException as exc:  # noqa: BLE001 - handed to the poller thread
+                failure.append(exc)
+
+        worker = threading.Thread(target=work, name=f"{self.name}-{what}", daemon=True)
+        worker.start()
+        worker.join(self.timeout_s)
+        if worker.is_alive():
+            self._hung = worker
+            raise _Timeout(f"{what} timed out after {self.timeout_s:g}s")
+        if failure:
+            raise failure[0]
+        return box[0]
+
+    def discover(self) -> Discovery:
+        try:
+            found = self._bounded(self.inner.discover, "discovery")
+        except Exception as exc:  # noqa: BLE001 - a failing source is a status, never a crash
+            reason = str(exc) if isinstance(exc, _Timeout) else f"{type(exc).__name__}: {exc}"
+            return Discovery(statuses=(DeviceStatus(self.name, "all", SourceStatus.ERROR, reason),))
+        self._devices = tuple(key.device for key in found.devices)
+        return found
+
+    def poll_once(self) -> None:
+        """One read of the wrapped source (the poll thread calls this every period)."""
+        try:
+            result = self._bounded(self.inner.read, "read")
+        except Exception as exc:  # noqa: BLE001 - a failing read is a status, never a crash
+            message = str(exc) if isinstance(exc, _Timeout) else f"{type(exc).__name__}: {exc}"
+            log.warning("polled source %s: %s", self.name, message)
+            with self._lock:
+                self._last_error = message
+            return
+        now_ns = self._clock_ns()
+        stamped = SensorRead(
+            tuple(_stamped(reading, now_ns) for reading in result.readings),
+            result.statuses,
+            result.gpus,
+        )
+        failing = [s for s in result.statuses if s.status is not SourceStatus.OK]
+        with self._lock:
+            self._last_error = "; ".join(f"{s.device}: {s.reason or s.status}" for s in failing)
+            if stamped.readings:
+                self._latest = _Latest(stamped, now_ns)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"poll-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self.poll_once()
+            self._stop.wait(max(0.0, self.period_s - (time.monotonic() - started)))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(self.timeout_s + 1.0)
+
+    # -- the sampler's side (memory only) ----------------------------------------------------
+
+    def read(self) -> SensorRead:
+        now_ns = self._clock_ns()
+        with self._lock:
+            latest, error = self._latest, self._last_error
+        if latest is not None:
+            age_s = (now_ns - latest.measured_at_ns) / NS_PER_S
+            if age_s <= self.max_age_s:
+                return latest.read
+            reason = f"last reading {age_s:.1f}s old (max age {self.max_age_s:g}s)"
+        else:
+            reason = f"no reading yet (polled every {self.period_s:g}s)"
+        if error:
+            reason += f"; last error: {error}"
+        return SensorRead(
+            statuses=tuple(
+                DeviceStatus(self.name, device, SourceStatus.STALE, reason)
+                for device in self._devices
+            )
+        )
+
+
+def _stamped(reading: Reading, now_ns: int) -> Reading:
+    """The reading with its measurement time (the end of the read, unless it has its own)."""
+    return (
+        reading if reading.measured_at_ns is not None else replace(reading, measured_at_ns=now_ns)
+    )
