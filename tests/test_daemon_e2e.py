@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 from carbonscope.carbon.offline_data import OfflineIntensityData
 from carbonscope.units import UJ_PER_KWH
 from tests.conftest import assert_promtool_clean
-from tests.daemon import Daemon
+from tests.daemon import Daemon, free_port
 from tests.fakes.powercap import two_socket_server
 
 pytestmark = pytest.mark.e2e
@@ -173,3 +175,46 @@ def test_listen_failure_is_a_one_line_runtime_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"carbonscope: error: cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_start_up_failure_stops_what_started_and_exits_with_one_line(tmp_path: Path) -> None:
+    """A second agent on the same job socket: its metrics server has started when the job API
+    fails; it must stop it again and exit 1 within seconds, saying what failed, no traceback."""
+    first = Daemon(["--sysfs-root", str(tmp_path)], tmp_path, env={"CARBONSCOPE_CONFIG": ""})
+    try:
+        first.wait_ready()
+        port = free_port()
+        started = time.monotonic()
+        second = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "carbonscope",
+                "run",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--sysfs-root",
+                str(tmp_path),
+                "--state-dir",
+                str(tmp_path / "second-state"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "CARBONSCOPE_SOCKET": str(first.socket), "CARBONSCOPE_CONFIG": ""},
+        )
+        took_s = time.monotonic() - started
+        assert second.returncode == 1, second.stderr
+        assert took_s < 5, f"took {took_s:.1f}s"
+        errors = [line for line in second.stderr.splitlines() if "error" in line.lower()]
+        assert errors == [
+            f"carbonscope: error: another agent is already serving the job API on {first.socket}"
+            " (while starting the job API; stopped what had started)"
+        ], second.stderr
+        assert "Traceback" not in second.stderr
+        with socket.socket() as probe:  # the metrics server it had started is closed again
+            probe.bind(("127.0.0.1", port))
+        assert first.get("/healthz") == "ok\n"  # the first agent kept its socket
+        assert first.socket.exists()
+    finally:
+        assert first.stop() == 0

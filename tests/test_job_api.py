@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from carbonscope.client import AgentUnavailable, JobApiError, JobClient, track_job
+from carbonscope.daemon.services import ServerService
 from carbonscope.errors import CarbonscopeError
 from carbonscope.jobs.api import MAX_BODY_BYTES, JobApiServer
 from carbonscope.jobs.registry import Caller, JobRegistry, JobsSettings
@@ -33,7 +34,7 @@ def api(tmp_path: Path) -> Iterator[tuple[JobRegistry, Path]]:
         JobLedger(tmp_path / "ledger.sqlite"),
     )
     path = short_socket_path()
-    server = JobApiServer(path, registry)
+    server = ServerService("job API", lambda: JobApiServer(path, registry))
     server.start()
     yield registry, path
     server.stop()

@@ -1,4 +1,4 @@
-"""`carbonscope run`: sample on a fixed schedule, serve /metrics, talk to systemd, stop cleanly."""
+"""`carbonscope run`: start the daemon's services, talk to systemd, stop cleanly on a signal."""
 
 from __future__ import annotations
 
@@ -14,22 +14,109 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from carbonscope.config.loader import LoadedConfig
-from carbonscope.config.schema import parse_listen
+from carbonscope.daemon.exporters import EXPORTERS
+from carbonscope.daemon.services import CallbackService, ServerService, Service, Services
 from carbonscope.daemon.systemd import SystemdNotifier
-from carbonscope.daemon.wiring import build_agent
-from carbonscope.errors import CarbonscopeError
-from carbonscope.exporters.prometheus import MetricsServer
+from carbonscope.daemon.wiring import Agent, build_agent
 from carbonscope.jobs.api import JobApiServer
+from carbonscope.sampling.publisher import SnapshotRelay
+from carbonscope.sensors.polled import PolledSensor
 
 log = logging.getLogger(__name__)
 
 
-def run_daemon(loaded: LoadedConfig, env: Mapping[str, str] | None = None) -> int:
-    env = os.environ if env is None else env
+class SamplerService:
+    """The baseline sample, then one sample every interval (APScheduler's IntervalTrigger fires
+    at start + n x interval: late runs do not shift later ones) and the watchdog ping."""
+
+    name = "sampler"
+
+    def __init__(self, agent: Agent, interval_s: float, notifier: SystemdNotifier) -> None:
+        self._monitor = agent.monitor
+        self._scheduler = BackgroundScheduler(
+            timezone="UTC",
+            executors={"default": ThreadPoolExecutor(max_workers=2)},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": max(1, int(interval_s)),
+            },
+        )
+        self._scheduler.add_job(
+            self._monitor.sample, IntervalTrigger(seconds=interval_s), id="sample", name="sample"
+        )
+        watchdog_s = notifier.watchdog_s
+        if watchdog_s is not None:
+            self._scheduler.add_job(
+                _watchdog_ping,
+                IntervalTrigger(seconds=watchdog_s / 2),
+                args=(notifier, self._monitor.last_sample_age_s, watchdog_s),
+                id="watchdog",
+                name="watchdog",
+            )
+
+    def start(self) -> None:
+        self._monitor.sample()  # the baseline: /metrics answers from the first second
+        self._scheduler.start()
+
+    def stop(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=True)
+
+
+class FlushService:
+    """Job totals and the intensity series to the ledger every ``jobs.flush`` (monotonic), and
+    once more at stop, after the last sample: a crash loses at most one flush interval."""
+
+    name = "ledger flusher"
+
+    def __init__(self, flush: Callable[[], None], every_s: float) -> None:
+        self._flush = flush
+        self._every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ledger-flush", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every_s):
+            self._flush()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10.0)
+        self._flush()
+
+
+def daemon_services(loaded: LoadedConfig, agent: Agent, notifier: SystemdNotifier) -> list[Service]:
+    """Every part of the daemon, in start order (stopped in reverse)."""
     config = loaded.config
-    notifier = SystemdNotifier(env)
-    agent = build_agent(config, loaded.state_dir, env)
-    monitor = agent.monitor
+    services: list[Service] = [
+        CallbackService("job ledger", on_stop=agent.ledger.close),
+        FlushService(agent.flush, config.jobs.flush),
+    ]
+    for item in agent.sensors:
+        if isinstance(item.sensor, PolledSensor) and item.used:
+            poller = item.sensor
+            services.append(CallbackService(f"{poller.name} poller", poller.start, poller.stop))
+    if agent.feed is not None:  # fetches on its own thread: an outage never blocks sampling
+        feed = agent.feed
+        services.append(CallbackService("intensity feed", feed.start, feed.stop))
+    for spec in EXPORTERS:
+        if not spec.enabled(config):
+            continue
+        parts = spec.build(config)
+        relay = SnapshotRelay(f"{spec.name}-publish", parts.publish)
+        agent.monitor.subscribe(relay)
+        services += [parts.service, CallbackService(f"{spec.name} relay", relay.start, relay.stop)]
+    services.append(ServerService("job API", lambda: JobApiServer(loaded.jobs_socket, agent.jobs)))
+    services.append(SamplerService(agent, config.agent.interval, notifier))
+    return services
+
+
+def _log_sources(agent: Agent, loaded: LoadedConfig) -> None:
+    config = loaded.config
     for item in agent.sensors:
         devices = ", ".join(f"{k.component}/{k.device}" for k in item.used) or "none"
         log.info("source %s: devices %s", item.sensor.name, devices)
@@ -46,51 +133,13 @@ def run_daemon(loaded: LoadedConfig, env: Mapping[str, str] | None = None) -> in
     )
     log.info("job ledger %s; job API on %s", agent.ledger.path, loaded.jobs_socket)
 
-    try:
-        server = MetricsServer(*parse_listen(config.agent.listen))
-    except OSError as exc:
-        raise CarbonscopeError(
-            f"cannot listen on {config.agent.listen}: {exc.strerror or exc}"
-        ) from None
-    try:
-        job_api = JobApiServer(loaded.jobs_socket, agent.jobs)
-    except CarbonscopeError:
-        server.stop()
-        raise
-    monitor.subscribe(server.publish)
-    if agent.feed is not None:  # fetches on its own thread: an outage never blocks sampling
-        agent.feed.start()
-    monitor.sample()  # the baseline: /metrics answers from the first second
-    server.start()
-    job_api.start()
 
-    interval = config.agent.interval
-    scheduler = BackgroundScheduler(
-        timezone="UTC",
-        executors={"default": ThreadPoolExecutor(max_workers=2)},
-        job_defaults={
-            "coalesce": True,
-            "max_instances": 1,
-            "misfire_grace_time": max(1, int(interval)),
-        },
-    )
-    # IntervalTrigger fires at start + n x interval: late runs do not shift later ones (no drift).
-    scheduler.add_job(monitor.sample, IntervalTrigger(seconds=interval), id="sample", name="sample")
-    # Job totals and the intensity series reach the ledger every jobs.flush (and at start, stop
-    # and shutdown): a crash loses at most one flush interval of either.
-    scheduler.add_job(
-        agent.flush, IntervalTrigger(seconds=config.jobs.flush), id="flush", name="flush"
-    )
-    watchdog_s = notifier.watchdog_s
-    if watchdog_s is not None:
-        scheduler.add_job(
-            _watchdog_ping,
-            IntervalTrigger(seconds=watchdog_s / 2),
-            args=(notifier, monitor.last_sample_age_s, watchdog_s),
-            id="watchdog",
-            name="watchdog",
-        )
-    scheduler.start()
+def run_daemon(loaded: LoadedConfig, env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    config = loaded.config
+    notifier = SystemdNotifier(env)
+    agent = build_agent(config, loaded.state_dir, env)
+    _log_sources(agent, loaded)
 
     stop = threading.Event()
 
@@ -100,22 +149,20 @@ def run_daemon(loaded: LoadedConfig, env: Mapping[str, str] | None = None) -> in
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    host, port = server.address
+    services = Services(daemon_services(loaded, agent, notifier))
+    services.start()  # StartupError: what started is stopped again; the CLI prints one line
+    interval = config.agent.interval
     notifier.notify(
-        "READY=1", f"STATUS=sampling every {interval:g}s, serving http://{host}:{port}/metrics"
+        "READY=1",
+        f"STATUS=sampling every {interval:g}s, serving http://{config.agent.listen}/metrics",
     )
-    log.info("carbonscope ready: sampling every %gs, /metrics on %s:%d", interval, host, port)
+    log.info("carbonscope ready: sampling every %gs, /metrics on %s", interval, config.agent.listen)
     stop.wait()
 
     notifier.notify("STOPPING=1")
-    scheduler.shutdown(wait=True)
-    if agent.feed is not None:
-        agent.feed.stop()
-    job_api.stop()
-    agent.flush()
-    agent.ledger.close()
-    server.stop()
-    log.info("stopped after %d samples", monitor.snapshot.samples_total if monitor.snapshot else 0)
+    services.stop()
+    snapshot = agent.monitor.snapshot
+    log.info("stopped after %d samples", snapshot.samples_total if snapshot else 0)
     return 0
 
 

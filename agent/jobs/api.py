@@ -180,28 +180,24 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             self._slots.release()
 
 
-class JobApiServer:
+class JobApiServer(_Server):
+    """The job API, bound on construction; the daemon serves it on its own thread
+    (carbonscope.daemon.services.ServerService) and ``server_close`` removes the socket."""
+
     def __init__(self, path: Path, registry: JobRegistry) -> None:
         self.path = path
         _prepare_socket_path(path)
         handler = type("JobApiHandler", (_Handler,), {"registry": registry})
         try:
-            self._server = _Server(str(path), handler)
+            super().__init__(str(path), handler)
             os.chmod(path, 0o666)
         except OSError as exc:
             raise CarbonscopeError(
                 f"cannot serve the job API on {path}: {exc.strerror or exc}"
             ) from None
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="job-api", daemon=True
-        )
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    def server_close(self) -> None:
+        super().server_close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 

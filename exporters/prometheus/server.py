@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import logging
 import socket
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
@@ -71,34 +70,22 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s - %s", self.address_string(), format % args)
 
 
-class MetricsServer:
+class MetricsServer(ThreadingHTTPServer):
+    """/metrics, bound on construction; whoever runs it calls ``serve_forever`` on a thread of
+    its own (the daemon's ServerService) and ``publish`` after each sample."""
+
+    daemon_threads = True
+
     def __init__(self, host: str, port: int) -> None:
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._metrics = _RenderedMetrics()
         handler = type("MetricsHandler", (_Handler,), {"metrics": self._metrics})
-        server_class = type(
-            "MetricsHTTPServer",
-            (ThreadingHTTPServer,),
-            {
-                "address_family": socket.AF_INET6 if ":" in host else socket.AF_INET,
-                "daemon_threads": True,
-            },
-        )
-        self._server = server_class((host, port), handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="metrics-http", daemon=True
-        )
+        super().__init__((host, port), handler)
 
     @property
     def address(self) -> tuple[str, int]:
-        host, port = self._server.server_address[:2]
+        host, port = self.server_address[:2]
         return str(host), int(port)
 
     def publish(self, snapshot: Snapshot) -> None:
         self._metrics.publish(snapshot)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()

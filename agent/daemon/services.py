@@ -1,0 +1,104 @@
+"""The daemon's parts as services: started in order, stopped in reverse, through one interface.
+
+A failure half-way through start-up stops what already started, in reverse, and raises one
+``StartupError`` naming the part; ``carbonscope run`` prints it as one line and exits 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import socketserver
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from carbonscope.errors import CarbonscopeError
+
+log = logging.getLogger(__name__)
+
+
+class Service(Protocol):
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class StartupError(CarbonscopeError):
+    pass
+
+
+@dataclass
+class CallbackService:
+    """A part whose start and stop are plain calls (a feed's thread, a final ledger flush)."""
+
+    name: str
+    on_start: Callable[[], None] = lambda: None
+    on_stop: Callable[[], None] = lambda: None
+
+    def start(self) -> None:
+        self.on_start()
+
+    def stop(self) -> None:
+        self.on_stop()
+
+
+class ServerService:
+    """A socketserver bound at start and served on its own thread; stopped only if it started
+    (``shutdown`` on a server that never served would wait for ever)."""
+
+    def __init__(self, name: str, bind: Callable[[], socketserver.BaseServer]) -> None:
+        self.name = name
+        self._bind = bind
+        self.server: socketserver.BaseServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.server = self._bind()
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name=self.name, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self.server is None or self._thread is None:
+            return
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(5.0)
+
+
+class Services:
+    def __init__(self, services: Sequence[Service]) -> None:
+        self._services = list(services)
+        self._started: list[Service] = []
+
+    def start(self) -> None:
+        for service in self._services:
+            try:
+                service.start()
+            except Exception as exc:
+                log.debug("starting %s failed", service.name, exc_info=True)
+                self.stop()
+                detail = exc if isinstance(exc, CarbonscopeError) else _describe(exc)
+                raise StartupError(
+                    f"{detail} (while starting the {service.name}; stopped what had started)"
+                ) from None
+            self._started.append(service)
+
+    def stop(self) -> None:
+        """Stop what started, newest first; one failing stop never keeps the rest running."""
+        while self._started:
+            service = self._started.pop()
+            try:
+                service.stop()
+            except Exception:
+                log.exception("stopping %s failed", service.name)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return f"{type(exc).__name__}: {exc}"
