@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.architecture import hung_polled_source_rows, job_api_under_scan_rows
 from carbonscope.accounting.intensity_log import IntensityLog
 from carbonscope.carbon.feed import FeedSettings, IntensityFeed
 from carbonscope.carbon.intensity import IntensityProvider, StaticIntensityProvider
@@ -42,10 +43,10 @@ def timed(fn: Callable[[], object], repeat: int) -> list[float]:
     return samples
 
 
-def timing_row(label: str, samples: list[float]) -> tuple[str, str, str, str]:
+def timing_row(label: str, samples: list[float]) -> tuple[str, str, str, str, str]:
     median = statistics.median(samples) * 1e6
     p99 = statistics.quantiles(samples, n=100)[98] * 1e6
-    return label, f"{median:.0f} us", f"{p99:.0f} us", str(len(samples))
+    return label, f"{median:.0f} us", f"{p99:.0f} us", str(len(samples)), "-"
 
 
 def server_tree(sysfs: Path, sockets: int) -> FakePowercap:
@@ -109,7 +110,7 @@ def rss_mib(pid: int) -> float:
 
 
 def main() -> None:
-    rows: list[tuple[str, str, str, str]] = []
+    rows: list[tuple[str, str, str, str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for sockets in (2, 8):
             sysfs = Path(tmp) / f"sys{sockets}"
@@ -142,6 +143,9 @@ def main() -> None:
             sample = timed(job_sampler(Path(tmp) / "sys2", procfs, jobs), 300)
             rows.append(timing_row(f"sample with attribution ({label})", sample))
 
+        rows += hung_polled_source_rows(Path(tmp) / "sys2")
+        rows += job_api_under_scan_rows(Path(tmp) / "sys2", Path(tmp) / "proc5000")
+
         sysfs = Path(tmp) / "daemon-sys"
         server_tree(sysfs, 2)
         daemon = Daemon(
@@ -157,18 +161,26 @@ def main() -> None:
             )
             rows.append(timing_row("scrape over HTTP (5 zones)", scrape))
             rows.append(
-                ("daemon RSS after warm-up", f"{rss_mib(daemon.process.pid):.1f} MiB", "-", "-")
+                (
+                    "daemon RSS after warm-up",
+                    f"{rss_mib(daemon.process.pid):.1f} MiB",
+                    "-",
+                    "-",
+                    "-",
+                )
             )
         finally:
             daemon.stop()
 
-    header = ("benchmark", "median", "p99", "runs")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+    header = ("benchmark", "median", "p99", "runs", "target")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(5)]
     line = "  ".join(f"{{:<{w}}}" for w in widths)
     print(line.format(*header))
     print(line.format(*("-" * w for w in widths)))
     for row in rows:
         print(line.format(*row))
+    if any(row[4].startswith("FAIL") for row in rows):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from types import FrameType
@@ -23,6 +24,11 @@ from carbonscope.sampling.publisher import SnapshotRelay
 from carbonscope.sensors.polled import PolledSensor
 
 log = logging.getLogger(__name__)
+
+# How long one thread may hold the interpreter while another waits (CPython's default: 5 ms).
+# The sampler is pure Python for tens of ms on a busy node; at 1 ms a job-API request waits at
+# most about a millisecond per hand-over instead of five (benchmarks/architecture.py).
+SWITCH_INTERVAL_S = 0.001
 
 
 class SamplerService:
@@ -137,6 +143,7 @@ def _log_sources(agent: Agent, loaded: LoadedConfig) -> None:
 def run_daemon(loaded: LoadedConfig, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     config = loaded.config
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     notifier = SystemdNotifier(env)
     agent = build_agent(config, loaded.state_dir, env)
     _log_sources(agent, loaded)

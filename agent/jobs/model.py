@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pwd
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -11,6 +12,16 @@ from carbonscope.accounting.totals import EnergyTotals
 from carbonscope.units import UJ_PER_J, UJ_PER_KWH
 
 Identity = tuple[int, int]
+
+
+def user_name(uid: int | None) -> str:
+    """The account name of a uid ("" when unknown, the number when it has no name)."""
+    if uid is None:
+        return ""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 class JobKind(StrEnum):

@@ -140,9 +140,15 @@ class PolledSensor:
             result = self._bounded(self.inner.read, "read")
         except Exception as exc:  # noqa: BLE001 - a failing read is a status, never a crash
             message = str(exc) if isinstance(exc, _Timeout) else f"{type(exc).__name__}: {exc}"
-            log.warning("polled source %s: %s", self.name, message)
             with self._lock:
-                self._last_error = message
+                repeated, self._last_error = message == self._last_error, message
+            # Once per kind of failure, not once per period: a dead BMC must not flood the log.
+            log.log(
+                logging.DEBUG if repeated else logging.WARNING,
+                "polled source %s: %s",
+                self.name,
+                message,
+            )
             return
         now_ns = self._clock_ns()
         stamped = SensorRead(

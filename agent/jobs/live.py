@@ -1,0 +1,88 @@
+"""A job as the registry holds it while it runs (and for a while after it ended)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from carbonscope.accounting.totals import EnergyTotals
+from carbonscope.jobs.cgroups import CgroupJob
+from carbonscope.jobs.model import JobRecord
+from carbonscope.jobs.processes import JobProcesses
+from carbonscope.sensors.base import Component
+
+
+@dataclass
+class JobShare:
+    """One job's part of one sample, before it is added to the job's totals."""
+
+    energy_uj: dict[Component, int] = field(default_factory=dict)
+    total_uj: int = 0
+    modelled_uj: int = 0
+
+    def add(self, component: Component, uj: int, modelled: bool) -> None:
+        self.energy_uj[component] = self.energy_uj.get(component, 0) + uj
+        self.total_uj += uj
+        self.modelled_uj += uj if modelled else 0
+
+
+@dataclass
+class LiveJob:
+    """A job's live state in the registry; only touched under the registry's lock (its
+    ``processes`` are advanced by the activity meter, on the sampler thread, outside it)."""
+
+    base: JobRecord  # identity (totals in the fields below)
+    seq: int
+    processes: JobProcesses | None = None
+    cgroup: CgroupJob | None = None
+    totals: EnergyTotals = field(default_factory=EnergyTotals)
+    energy_by_period: dict[int, int] = field(default_factory=dict)  # unwritten or still open
+    ended_at: float | None = None
+    stop_requested: bool = False
+    resumed_at: float | None = None  # updated_at of the ledger row it resumed from
+    dirty: bool = True
+    updated_at: float = 0.0
+
+    @classmethod
+    def resume(cls, record: JobRecord, seq: int) -> LiveJob:
+        return cls(
+            base=record,
+            seq=seq,
+            totals=record.totals,
+            resumed_at=record.updated_at,
+            dirty=False,
+            updated_at=record.updated_at,
+        )
+
+    @property
+    def running(self) -> bool:
+        return self.ended_at is None
+
+    def record(self) -> JobRecord:
+        base = self.base
+        return JobRecord(
+            job_id=base.job_id,
+            name=base.name,
+            kind=base.kind,
+            uid=base.uid,
+            user=base.user,
+            tags=base.tags,
+            started_at=base.started_at,
+            ended_at=self.ended_at,
+            totals=self.totals,
+            processes=self.processes.identities if self.processes else base.processes,
+            cgroup=self.cgroup.hierarchy_path if self.cgroup else base.cgroup,
+            updated_at=self.updated_at,
+            energy_by_period=tuple(sorted(self.energy_by_period.items())),
+        )
+
+    def forget_written_periods(self, written: JobRecord) -> None:
+        """Drop periods the ledger has for good: those before the newest one written, which
+        were closed when it was written (periods follow each other)."""
+        if written.energy_by_period:
+            newest = written.energy_by_period[-1][0]
+            for period_id in [p for p in self.energy_by_period if p < newest]:
+                del self.energy_by_period[period_id]
+
+    def end(self, at: float) -> None:
+        self.ended_at = at
+        self.dirty = True
