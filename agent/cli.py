@@ -163,6 +163,14 @@ def _print_grid(console: Console, result: ProbeResult) -> None:
                 markup=False,
             )
     console.print(f"PUE {result.pue:g}")
+    host = result.host
+    if host is not None:
+        memory = f"{host.memory_total_bytes / 1024**3:.1f} GiB" if host.memory_total_bytes else "?"
+        console.print(
+            f"host: {host.logical_cpus or '?'} logical CPUs ({host.physical_cores or '?'} cores), "
+            f"{memory} memory",
+            markup=False,
+        )
     feed = result.feed
     if feed is None:
         return

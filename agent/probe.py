@@ -13,6 +13,7 @@ from carbonscope.carbon.intensity import FeedStatus, IntensityValue
 from carbonscope.carbon.location import resolve_location
 from carbonscope.carbon.providers.registry import build_intensity_provider
 from carbonscope.config.schema import Config
+from carbonscope.host import HostFacts, host_facts
 from carbonscope.sampling.monitor import CarbonSettings, Monitor
 from carbonscope.sensors.base import Discovery, GpuDetails, Sensor, SensorRoots, SourceStatus
 from carbonscope.sensors.catalogue import SourceContext, modelled_sources
@@ -41,6 +42,7 @@ class ProbeResult:
     pue: float
     marginal: IntensityValue | None = None
     feed: FeedStatus | None = None  # the live provider after one fetch; None with "static"
+    host: HostFacts | None = None
 
     @property
     def any_working(self) -> bool:
@@ -57,6 +59,7 @@ class ProbeResult:
                 "marginal": asdict(self.marginal) if self.marginal else None,
                 "feed": _feed_json(self.feed),
             },
+            "host": asdict(self.host) if self.host else None,
             "ok": self.any_working,
         }
 
@@ -127,6 +130,7 @@ def run_probe(
         config.carbon.pue,
         snapshot.marginal_intensity,
         snapshot.feed,
+        host_facts(config.agent.procfs_root),
     )
 
 

@@ -25,6 +25,7 @@ FOUNDATION = {
     "procfs",
     "codecarbon_data",
     "client",
+    "host",
 }
 LAYERS: list[set[str]] = [
     FOUNDATION,

@@ -48,6 +48,11 @@ def test_probe_json_on_a_two_socket_server(tmp_path: Path) -> None:
     assert any("intel-rapl-mmio ignored" in line for line in report["details"]["rapl"])
     assert report["carbon"]["location"] == "DE"
     assert report["carbon"]["resolved_by"] == "config"
+    # host facts through psutil, from the configured procfs root (the fake's 16 GiB, btime)
+    host = report["host"]
+    assert host["memory_total_bytes"] == 16 * 1024**3
+    assert host["boot_time_unix_s"] == 1_700_000_000
+    assert host["logical_cpus"] >= 1
 
 
 def test_probe_table_on_a_vm_says_why_rapl_is_missing(tmp_path: Path) -> None:
