@@ -17,6 +17,7 @@ from carbonscope.host import HostFacts, host_facts
 from carbonscope.sampling.monitor import CarbonSettings, Monitor
 from carbonscope.sensors.base import Discovery, GpuDetails, Sensor, SensorRoots, SourceStatus
 from carbonscope.sensors.catalogue import SourceContext, modelled_sources
+from carbonscope.sensors.polled import PolledSensor
 from carbonscope.sensors.selection import select_sensors
 
 PROBE_WINDOW_S = 0.5
@@ -86,8 +87,13 @@ def run_probe(
         version="probe",
         modelled_sources=modelled_sources(),
     )
+    polled = [sensor for sensor, _found in sensors if isinstance(sensor, PolledSensor)]
+    for sensor in polled:  # probe runs no poller threads: one bounded read each, twice
+        sensor.poll_once()
     monitor.sample()
     time.sleep(window_s)
+    for sensor in polled:
+        sensor.poll_once()
     snapshot = monitor.sample()
 
     statuses = {(s.source, s.device): s for s in snapshot.statuses}

@@ -26,6 +26,7 @@ FOUNDATION = {
     "codecarbon_data",
     "client",
     "host",
+    "periodic",
 }
 LAYERS: list[set[str]] = [
     FOUNDATION,

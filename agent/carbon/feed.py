@@ -30,6 +30,7 @@ from carbonscope.carbon.intensity import (
 )
 from carbonscope.carbon.providers.base import GridSource, IntensityPoint, ProviderError, Reading
 from carbonscope.histogram import Histogram
+from carbonscope.periodic import PeriodicThread
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,9 @@ class IntensityFeed:
         self._last_error = "no fetch yet"
         self._errors: Counter[str] = Counter()
         self._durations = Histogram.empty(FETCH_DURATION_BUCKETS_S)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = PeriodicThread(
+            f"intensity-{self.name}", self.refresh_once, retry_s=settings.refresh_s
+        )
 
     # -- fetching (its own thread) ---------------------------------------------------------
 
@@ -151,23 +153,10 @@ class IntensityFeed:
 
     def start(self) -> None:
         """Fetch now, then on schedule, on a daemon thread until ``stop``."""
-        self._thread = threading.Thread(target=self._run, name=f"intensity-{self.name}")
-        self._thread.daemon = True
         self._thread.start()
 
-    def _run(self) -> None:
-        delay = 0.0
-        while not self._stop.wait(delay):
-            try:
-                delay = self.refresh_once()
-            except Exception:  # a bug in a source must not end the feed: retry later
-                log.exception("intensity provider %s failed unexpectedly", self.name)
-                delay = self._settings.refresh_s
-
     def stop(self, timeout_s: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+        self._thread.stop(timeout_s)
 
     # -- answering the monitor (no I/O) --------------------------------------------------------
 

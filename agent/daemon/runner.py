@@ -20,6 +20,7 @@ from carbonscope.daemon.services import CallbackService, ServerService, Service,
 from carbonscope.daemon.systemd import SystemdNotifier
 from carbonscope.daemon.wiring import Agent, build_agent
 from carbonscope.jobs.api import JobApiServer
+from carbonscope.periodic import PeriodicThread
 from carbonscope.sampling.publisher import SnapshotRelay
 from carbonscope.sensors.polled import PolledSensor
 
@@ -78,20 +79,18 @@ class FlushService:
 
     def __init__(self, flush: Callable[[], None], every_s: float) -> None:
         self._flush = flush
-        self._every_s = every_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ledger-flush", daemon=True)
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._every_s):
-            self._flush()
+        def step() -> float:
+            flush()
+            return every_s
+
+        self._thread = PeriodicThread("ledger-flush", step, first_delay_s=every_s, retry_s=every_s)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10.0)
+        self._thread.stop(10.0)
         self._flush()
 
 

@@ -21,6 +21,7 @@ from typing import Annotated, TypeVar
 from pydantic import BeforeValidator
 
 from carbonscope.durations import parse_duration
+from carbonscope.periodic import PeriodicThread
 from carbonscope.sensors.base import (
     DeviceStatus,
     Discovery,
@@ -81,8 +82,7 @@ class PolledSensor:
         self._last_error = ""
         self._devices: tuple[str, ...] = ()
         self._hung: threading.Thread | None = None  # a read that outlived its timeout
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poller = PeriodicThread(f"poll-{self.name}", self._poll_and_wait)
 
     @classmethod
     def from_settings(
@@ -162,20 +162,16 @@ class PolledSensor:
             if stamped.readings:
                 self._latest = _Latest(stamped, now_ns)
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"poll-{self.name}", daemon=True)
-        self._thread.start()
+    def _poll_and_wait(self) -> float:
+        started = time.monotonic()
+        self.poll_once()
+        return max(0.0, self.period_s - (time.monotonic() - started))
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            started = time.monotonic()
-            self.poll_once()
-            self._stop.wait(max(0.0, self.period_s - (time.monotonic() - started)))
+    def start(self) -> None:
+        self._poller.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(self.timeout_s + 1.0)
+        self._poller.stop(self.timeout_s + 1.0)
 
     # -- the sampler's side (memory only) ----------------------------------------------------
 
