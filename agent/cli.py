@@ -33,6 +33,9 @@ def _setup_logging(level: str) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
+    # A skipped tick is counted (carbonscope_samples_missed_total) and logged by the monitor
+    # at most once a minute; APScheduler's own line for each one would flood the journal.
+    logging.getLogger("apscheduler.executors").setLevel(logging.ERROR)
 
 
 def _duration_flag(value: str | None) -> float | str | None:
@@ -80,7 +83,10 @@ def run(
         },
     )
     _setup_logging(loaded.config.agent.log_level)
-    logging.getLogger(__name__).info("configuration: %s", loaded.path or "built-in defaults")
+    log = logging.getLogger(__name__)
+    log.info("configuration: %s", loaded.path or "built-in defaults")
+    for warning in loaded.warnings:
+        log.warning("%s", warning)
     sys.exit(run_daemon(loaded))
 
 
@@ -198,6 +204,8 @@ def config() -> None:
 def config_check(file: Path | None) -> None:
     """Validate a config file (default: the one `run` would use)."""
     loaded = load_config(file)
+    for warning in loaded.warnings:
+        click.echo(f"carbonscope: warning: {warning}", err=True)
     click.echo(f"{loaded.path or 'built-in defaults'}: OK")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -13,13 +14,17 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f'invalid duration {value!r}: expected a string like "500ms", "1s", "15m"')
     if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"invalid duration {value!r}: must be a finite number")
         if value < 0:
             raise ValueError(f"invalid duration {value!r}: must not be negative")
         return float(value)
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match:
-            return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            if math.isfinite(seconds):
+                return seconds
     raise ValueError(
         f"invalid duration {value!r}: expected a number and a unit (ms, s, m, h, d), "
         'like "500ms", "1s", "15m"'

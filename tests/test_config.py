@@ -223,3 +223,36 @@ def test_provider_keys_from_file_and_environment(tmp_path: Path) -> None:
     assert em.electricitymaps.url == "http://127.0.0.1:8080"
     assert em.electricitymaps.emission_factor_type == "lifecycle"
     assert (em.refresh, em.max_age) == (300.0, 7200.0)  # the defaults: 2h max age
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[agent]\ninterval = 1e400\n", "agent.interval"),
+        ("[carbon]\nmarket_factor = inf\n", "carbon.market_factor"),
+        ("[carbon]\npue = nan\n", "carbon.pue"),
+        ("[sensors.rapl]\nmax_zone_watts = inf\n", "sensors.rapl.max_zone_watts"),
+        ("[sensors.model]\ndram_watts_per_gb = inf\n", "sensors.model.dram_watts_per_gb"),
+    ],
+)
+def test_non_finite_numbers_are_rejected_with_one_line(tmp_path: Path, text: str, key: str) -> None:
+    result = check(write(tmp_path, text))
+    assert result.returncode == 2, result.stdout
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert f": {key}: " in line and "finite" in line
+
+
+def test_a_variable_that_sets_nothing_is_a_warning_with_a_did_you_mean(tmp_path: Path) -> None:
+    result = check(
+        write(tmp_path, ""),
+        env={"CARBONSCOPE_AGENT_INTERVAL": "5m", "CARBONSCOPE_SOCKET": "/tmp/x.sock"},
+    )
+    assert result.returncode == 0
+    assert result.stderr.strip().splitlines() == [
+        "carbonscope: warning: environment CARBONSCOPE_AGENT_INTERVAL: not a config variable, "
+        "ignored (did you mean CARBONSCOPE_AGENT__INTERVAL?); config variables are "
+        "CARBONSCOPE_<SECTION>__<KEY>"
+    ]
+    loaded = load_config(None, env={"CARBONSCOPE_SENSORS_RAPL_MAX_ZONE_WATTS": "5"}, euid=1000)
+    assert loaded.warnings and "CARBONSCOPE_SENSORS__RAPL__MAX_ZONE_WATTS" in loaded.warnings[0]

@@ -20,8 +20,9 @@ from carbonscope.carbon.providers.electricitymaps import (
     LATEST_PATH,
     ElectricityMapsSource,
 )
-from carbonscope.carbon.providers.http import JsonHttp, parse_retry_after, redact
+from carbonscope.carbon.providers.http import JsonHttp, parse_retry_after
 from carbonscope.carbon.providers.registry import build_intensity_provider
+from carbonscope.carbon.providers.secrets import redact
 from carbonscope.carbon.providers.uk import UkCarbonIntensitySource
 from carbonscope.carbon.providers.watttime import (
     FORECAST_PATH as WT_FORECAST,

@@ -222,3 +222,18 @@ def test_track_job_as_context_manager_and_decorator(api: tuple[JobRegistry, Path
 
     assert train() == "trained"
     assert tracker.totals is not None and tracker.totals["name"] == "deco"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 20_000 + b"]" * 20_000, b'{"name": "x", "pids": [' + b"9" * 5000 + b"]}"],
+    ids=["deeply-nested", "5000-digit-integer"],
+)
+def test_malformed_json_of_any_depth_or_number_size_is_a_400(
+    api: tuple[JobRegistry, Path], body: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    _registry, path = api
+    status, answer = post(path, "/v1/jobs", body)
+    assert status == 400, answer
+    assert "JSON" in answer["error"] or "nested" in answer["error"]
+    assert "Traceback" not in caplog.text

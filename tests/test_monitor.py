@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,20 @@ def test_snapshot_is_published_to_subscribers(sysfs: Path, make_monitor: Monitor
     snapshot = monitor.sample()
     assert seen == [snapshot]
     assert monitor.snapshot is snapshot
+
+
+def test_skipped_ticks_are_counted_and_logged_at_most_once_a_minute(
+    sysfs: Path, make_monitor: MonitorFactory, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    _tree, sensor = single_package(sysfs)
+    monitor = make_monitor(sensor, interval_s=1.0)
+    monitor.sample()
+    with caplog.at_level(logging.WARNING, logger="carbonscope.sampling.monitor"):
+        for _ in range(30):  # every tick 3 s late: 2 skipped each time, for 90 s
+            clock.advance(3.0)
+            snapshot = monitor.sample()
+    assert snapshot.samples_missed_total == 60
+    lines = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(lines) == 2  # at 3 s and at 63 s
+    assert lines[0].startswith("2 sampling tick(s) skipped")
+    assert lines[1].startswith("40 sampling tick(s) skipped")

@@ -29,6 +29,7 @@ from carbonscope.carbon.intensity import (
     StaticIntensityProvider,
 )
 from carbonscope.carbon.providers.base import GridSource, IntensityPoint, ProviderError, Reading
+from carbonscope.carbon.providers.secrets import redact
 from carbonscope.histogram import Histogram
 from carbonscope.periodic import PeriodicThread
 
@@ -116,13 +117,17 @@ class IntensityFeed:
             self._durations = self._durations.observe(duration_s)
             self._errors[exc.reason.value] += 1
             self._failures += 1
-            self._last_error = str(exc)
+            self._last_error = redact(str(exc))
             failures = self._failures
         delay = self._backoff_s(failures)
         if exc.retry_after_s is not None:
             delay = max(delay, exc.retry_after_s)
         log.warning(
-            "intensity provider %s: %s (%s); retrying in %.1fs", self.name, exc, exc.reason, delay
+            "intensity provider %s: %s (%s); retrying in %.1fs",
+            self.name,
+            redact(str(exc)),
+            exc.reason,
+            delay,
         )
         return delay
 
@@ -143,7 +148,7 @@ class IntensityFeed:
         except ProviderError as exc:
             with self._lock:
                 self._errors[exc.reason.value] += 1
-            log.warning("intensity provider %s: forecast: %s", self.name, exc)
+            log.warning("intensity provider %s: forecast: %s", self.name, redact(str(exc)))
             retry_s = max(exc.retry_after_s or 0.0, FORECAST_RETRY_S)
             self._forecast_due_s = self._monotonic_s() + retry_s
             return

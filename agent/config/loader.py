@@ -30,6 +30,44 @@ class LoadedConfig:
     path: Path | None  # the file read, None for built-in defaults
     state_dir: Path
     jobs_socket: Path
+    warnings: tuple[str, ...] = ()  # e.g. CARBONSCOPE_* variables that set nothing
+
+
+# CARBONSCOPE_* variables that are not config keys.
+NON_CONFIG_VARIABLES = frozenset({"CARBONSCOPE_CONFIG", "CARBONSCOPE_SOCKET"})
+
+
+def _key_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            paths += _key_paths(annotation, (*prefix, name))
+        else:
+            paths.append((*prefix, name))
+    return paths
+
+
+def unused_variable_warnings(env: Mapping[str, str]) -> list[str]:
+    """CARBONSCOPE_* variables that look like config but match no key, with a did-you-mean
+    (an unknown key spelled with ``__`` is a validation error instead)."""
+    spellings = {
+        ENV_PREFIX + "__".join(part.upper() for part in path): path for path in _key_paths(Config)
+    }
+    single = {name.replace("__", "_"): name for name in spellings}
+    warnings = []
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX) or name in NON_CONFIG_VARIABLES or "__" in name:
+            continue
+        suggestion = single.get(name) or next(
+            iter(difflib.get_close_matches(name, list(spellings), n=1, cutoff=0.8)), None
+        )
+        hint = f" (did you mean {suggestion}?)" if suggestion else ""
+        warnings.append(
+            f"environment {name}: not a config variable, ignored{hint}; config variables are "
+            "CARBONSCOPE_<SECTION>__<KEY>"
+        )
+    return warnings
 
 
 def find_config_file(
@@ -192,4 +230,10 @@ def load_config(
         if env.get("CARBONSCOPE_SOCKET")
         else config.jobs.socket or default_jobs_socket(env, euid, state_dir)
     )
-    return LoadedConfig(config=config, path=path, state_dir=state_dir, jobs_socket=jobs_socket)
+    return LoadedConfig(
+        config=config,
+        path=path,
+        state_dir=state_dir,
+        jobs_socket=jobs_socket,
+        warnings=tuple(unused_variable_warnings(env)),
+    )

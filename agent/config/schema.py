@@ -68,7 +68,8 @@ def _comma_list(value: object) -> object:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Non-finite numbers (inf, nan, 1e400) would turn totals into NaN: rejected everywhere.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class AgentSection(_Section):

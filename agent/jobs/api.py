@@ -132,8 +132,10 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         try:
             return json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise JobRequestError(f"the body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise JobRequestError("the body is nested too deeply") from None
+        except ValueError as exc:  # bad JSON, bad UTF-8, an integer of thousands of digits
+            raise JobRequestError(f"the body is not valid JSON: {str(exc)[:200]}") from None
 
     def _send(self, status: int, body: dict[str, Any]) -> None:
         payload = (json.dumps(body, indent=None) + "\n").encode()

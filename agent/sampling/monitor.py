@@ -41,6 +41,7 @@ from carbonscope.units import NS_PER_S
 log = logging.getLogger(__name__)
 
 SnapshotListener = Callable[[Snapshot], None]
+MISSED_LOG_EVERY_NS = 60 * NS_PER_S
 
 
 class EnergyAttributor(Protocol):
@@ -94,6 +95,8 @@ class Monitor:
         self._emissions: Emissions = NO_EMISSIONS
         self._samples = 0
         self._missed = 0
+        self._missed_reported = 0
+        self._missed_logged_ns = -MISSED_LOG_EVERY_NS
         self._last_sample_ns: int | None = None
         self._durations = Histogram.empty(SAMPLE_DURATION_BUCKETS_S)
         self._snapshot: Snapshot | None = None
@@ -109,6 +112,17 @@ class Monitor:
         """Seconds since the last sample ended, on the monitor's own clock."""
         last = self._last_sample_ns
         return None if last is None else (self._clock_ns() - last) / NS_PER_S
+
+    def _log_missed(self, now_ns: int) -> None:
+        """Skipped ticks, at most one line a minute with the count since the last line."""
+        unreported = self._missed - self._missed_reported
+        if unreported and now_ns - self._missed_logged_ns >= MISSED_LOG_EVERY_NS:
+            log.warning(
+                "%d sampling tick(s) skipped since the last report (late or overrun); their "
+                "energy is in the next sample",
+                unreported,
+            )
+            self._missed_reported, self._missed_logged_ns = self._missed, now_ns
 
     def subscribe(self, listener: SnapshotListener) -> None:
         self._listeners.append(listener)
@@ -191,6 +205,7 @@ class Monitor:
         elapsed_ns = now_ns - self._last_sample_ns if self._last_sample_ns is not None else 0
         if self._last_sample_ns is not None and self._interval_ns > 0:
             self._missed += max(0, round(elapsed_ns / self._interval_ns) - 1)
+            self._log_missed(now_ns)
         self._last_sample_ns = now_ns
         self._samples += 1
 

@@ -131,7 +131,7 @@ class Sensor(Protocol):
 class SourceSettings(BaseModel):
     """A source's own config section, ``[sensors.<name>]`` (the catalogue names its class)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def read_sysfs_text(path: Path) -> str:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import requests
 
 from carbonscope.carbon.providers.base import FetchErrorReason, ProviderError
+from carbonscope.carbon.providers.secrets import basic_auth_forms, clip, redact, remember
 from carbonscope.version import __version__
 
 MAX_RETRY_AFTER_S = 24 * 3600.0  # a Retry-After beyond a day is a broken header, not a plan
@@ -39,13 +40,6 @@ def read_secret(path: Path, key: str) -> str:
     return secret
 
 
-def redact(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "<redacted>")
-    return text
-
-
 def parse_retry_after(value: str | None, now_unix_s: float) -> float | None:
     """Retry-After as delay-seconds or an HTTP date; None when absent or unreadable."""
     if not value:
@@ -64,19 +58,20 @@ def parse_retry_after(value: str | None, now_unix_s: float) -> float | None:
 
 
 def _api_message(response: requests.Response) -> str:
-    """The API's own error text: {"error": {"message"}} (UK), {"message"}, {"error"}, or text."""
+    """The API's own error text: {"error": {"message"}} (UK), {"message"}, {"error"}, or text.
+    Whole: the caller redacts it before clipping it."""
     try:
         body = response.json()
     except ValueError:
-        return response.text.strip()[:_MESSAGE_LIMIT]
+        return response.text.strip()
     if isinstance(body, Mapping):
         error = body.get("error")
         if isinstance(error, Mapping):
             error = error.get("message") or error.get("code")
         for candidate in (body.get("message"), error, body.get("detail")):
             if isinstance(candidate, str) and candidate.strip():
-                return candidate.strip()[:_MESSAGE_LIMIT]
-    return str(body)[:_MESSAGE_LIMIT]
+                return candidate.strip()
+    return str(body)
 
 
 class JsonHttp:
@@ -98,6 +93,9 @@ class JsonHttp:
         auth: tuple[str, str] | None = None,
         secrets: tuple[str, ...] = (),
     ) -> Any:
+        if auth is not None:
+            secrets = (*secrets, *basic_auth_forms(*auth))
+        remember(secrets)
         url = self.base_url + path
         parts = urlsplit(url)
         where = f"{parts.netloc}{parts.path}"
@@ -115,11 +113,12 @@ class JsonHttp:
                 FetchErrorReason.TIMEOUT, f"{where}: no answer within {self.timeout_s:g}s"
             ) from None
         except requests.RequestException as exc:
-            reason = redact(str(exc), secrets)[:_MESSAGE_LIMIT]
+            reason = clip(redact(str(exc), secrets), _MESSAGE_LIMIT)
             raise ProviderError(FetchErrorReason.CONNECTION, f"{where}: {reason}") from None
         status = response.status_code
         if status >= 300:
-            message = f"{where}: HTTP {status}: {redact(_api_message(response), secrets)}"
+            detail = clip(redact(_api_message(response), secrets), _MESSAGE_LIMIT)
+            message = f"{where}: HTTP {status}: {detail}"
             if status == 429:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
                 raise ProviderError(FetchErrorReason.RATE_LIMITED, message, retry_after)
