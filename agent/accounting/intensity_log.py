@@ -101,8 +101,8 @@ class IntensityLog:
             self._unwritten.clear()
         try:
             self._store.write_periods(sorted(pending.values(), key=lambda p: p.period_id))
-        except Exception:
-            log.exception("cannot write %d intensity period(s) to the ledger", len(pending))
+        except Exception as exc:  # noqa: BLE001 - any store failure: keep every period
+            log.error("cannot write %d intensity period(s): %s", len(pending), exc)
             with self._lock:  # keep newer versions recorded meanwhile
                 for period_id, period in pending.items():
                     self._unwritten.setdefault(period_id, period)

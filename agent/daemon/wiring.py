@@ -80,5 +80,6 @@ def build_agent(config: Config, state_dir: Path, env: Mapping[str, str] | None =
         attributor=jobs,
         intensity_log=intensity_log,
         modelled_sources=modelled_sources(),
+        ledger_writes=ledger.writes,
     )
     return Agent(monitor, sensors, location, jobs, ledger, intensity, intensity_log)

@@ -156,7 +156,14 @@ class JobRegistry:
             caller.uid,
             ", ".join(map(str, request.pids or (caller.pid,))),
         )
-        self.flush()  # written on start
+        failure = self.flush()  # written on start: a 201 means the ledger has the job
+        if failure is not None:
+            with self._lock:
+                self._jobs.pop(job_id, None)
+            raise JobRequestError(
+                f"the job ledger cannot take the job, so it is not tracked: {failure}",
+                status=503,
+            )
         return record
 
     def _unused_job_id(self) -> str:
@@ -186,7 +193,12 @@ class JobRegistry:
                 if job.running:  # sampling stalled: end it now rather than never
                     job.end(self._wall_clock_s())
             record = job.record()
-        self.flush()  # written on stop
+        failure = self.flush()  # written on stop
+        if failure is not None:  # the job has ended; its totals reach the ledger once it works
+            raise JobRequestError(
+                f"job {job_id} stopped, but the job ledger cannot take its totals yet: {failure}",
+                status=503,
+            )
         return record
 
     @staticmethod
@@ -351,10 +363,11 @@ class JobRegistry:
 
     # ---- persistence -----------------------------------------------------------------------
 
-    def flush(self) -> None:
-        """Write every changed job to the ledger (running jobs: their totals so far)."""
+    def flush(self) -> str | None:
+        """Write every changed job to the store (running jobs: their totals so far). Returns
+        None when written, else why not; what was not written stays dirty for the next flush."""
         if self._ledger is None:
-            return
+            return None
         with self._lock:
             dirty = [job for job in self._jobs.values() if job.dirty]
             records = [job.record() for job in dirty]
@@ -362,12 +375,13 @@ class JobRegistry:
                 job.dirty = False
         try:
             self._ledger.write(records)
-        except Exception:
-            log.exception("cannot write %d job record(s) to the ledger", len(records))
+        except Exception as exc:  # noqa: BLE001 - any store failure: keep every record
+            log.error("cannot write %d job record(s): %s", len(records), exc)
             with self._lock:
                 for job in dirty:
                     job.dirty = True
-            return
+            return str(exc)
         with self._lock:
             for job, record in zip(dirty, records, strict=True):
                 job.forget_written_periods(record)
+        return None

@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from carbonscope.accounting.totals import EnergyTotals
 from carbonscope.errors import CarbonscopeError
 from carbonscope.jobs.model import JobKind, JobRecord
 from carbonscope.sensors.base import Component
+from carbonscope.snapshot import LedgerWrites
 
 SCHEMA_VERSION = 2
 LEDGER_FILE_NAME = "ledger.sqlite"  # in agent.state_dir
@@ -133,9 +136,13 @@ class LedgerError(CarbonscopeError):
 
 
 class JobLedger:
-    def __init__(self, path: Path, read_only: bool = False) -> None:
+    def __init__(
+        self, path: Path, read_only: bool = False, wall_clock_s: Callable[[], float] = time.time
+    ) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._wall_clock_s = wall_clock_s
+        self._writes = LedgerWrites()
         if read_only:  # for `carbonscope jobs` when the agent is down: never create or migrate
             try:
                 self._db = sqlite3.connect(
@@ -168,25 +175,46 @@ class JobLedger:
         if not rows:
             return
         placeholders = ", ".join("?" * len(rows[0]))
+        period_rows = [
+            (record.job_id, period_id, energy_uj)
+            for record in records
+            for period_id, energy_uj in record.energy_by_period
+        ]
+        self._transaction(
+            (f"INSERT OR REPLACE INTO jobs ({_COLUMNS}) VALUES ({placeholders})", rows),
+            (
+                "INSERT OR REPLACE INTO job_periods (job_id, period_id, energy_uj) "
+                "VALUES (?, ?, ?)",
+                period_rows,
+            ),
+        )
+
+    def _transaction(self, *statements: tuple[str, Sequence[Sequence[object]]]) -> None:
+        """One transaction, committed or rolled back whatever is raised (a full disk, a value
+        SQLite cannot hold): the connection is never left inside a failed transaction."""
         with self._lock:
-            self._db.execute("BEGIN")
             try:
-                self._db.executemany(
-                    f"INSERT OR REPLACE INTO jobs ({_COLUMNS}) VALUES ({placeholders})", rows
-                )
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO job_periods (job_id, period_id, energy_uj) "
-                    "VALUES (?, ?, ?)",
-                    [
-                        (record.job_id, period_id, energy_uj)
-                        for record in records
-                        for period_id, energy_uj in record.energy_by_period
-                    ],
-                )
-            except sqlite3.Error:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN")
+                try:
+                    for sql, rows in statements:
+                        self._db.executemany(sql, rows)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except Exception as exc:
+                writes = self._writes
+                self._writes = replace(writes, error=writes.error + 1, last_error=str(exc))
+                raise LedgerError(f"cannot write to the job ledger {self.path}: {exc}") from exc
+            writes = self._writes
+            self._writes = replace(
+                writes, ok=writes.ok + 1, last_success_unix_s=self._wall_clock_s()
+            )
+
+    def writes(self) -> LedgerWrites:
+        """How the writes went so far (memory only: the monitor reads it every sample)."""
+        return self._writes
 
     def next_period_id(self) -> int:
         with self._lock:
@@ -196,21 +224,15 @@ class JobLedger:
     def write_periods(self, periods: list[IntensityPeriod]) -> None:
         if not periods:
             return
-        rows = [
-            tuple(value(period) for _name, value in _PERIOD_COLUMN_VALUES) for period in periods
-        ]
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                self._db.executemany(
-                    f"INSERT OR REPLACE INTO intensity_periods ({_PERIOD_COLUMNS}) "
-                    f"VALUES ({', '.join('?' * len(_PERIOD_COLUMN_VALUES))})",
-                    rows,
-                )
-            except sqlite3.Error:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        rows = [tuple(value(p) for _name, value in _PERIOD_COLUMN_VALUES) for p in periods]
+        placeholders = ", ".join("?" * len(_PERIOD_COLUMN_VALUES))
+        self._transaction(
+            (
+                f"INSERT OR REPLACE INTO intensity_periods ({_PERIOD_COLUMNS}) "
+                f"VALUES ({placeholders})",
+                rows,
+            )
+        )
 
     def periods(self, since_unix_s: float = 0.0) -> list[IntensityPeriod]:
         """Stored periods that end at or after ``since``, oldest first."""

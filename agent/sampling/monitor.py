@@ -34,6 +34,7 @@ from carbonscope.snapshot import (
     SAMPLE_DURATION_BUCKETS_S,
     AttributionView,
     DeviceEnergy,
+    LedgerWrites,
     Snapshot,
 )
 from carbonscope.units import NS_PER_S
@@ -70,6 +71,7 @@ class Monitor:
         attributor: EnergyAttributor | None = None,
         intensity_log: IntensityLog | None = None,
         modelled_sources: frozenset[str] = frozenset(),
+        ledger_writes: Callable[[], LedgerWrites] | None = None,
     ) -> None:
         self._sensors = list(sensors)
         self._intensity = intensity
@@ -81,6 +83,7 @@ class Monitor:
         self._wall_clock_s = wall_clock_s
         self._attributor = attributor
         self._intensity_log = intensity_log
+        self._ledger_writes = ledger_writes
         self._lock = threading.Lock()
         self._listeners: list[SnapshotListener] = []
 
@@ -267,6 +270,7 @@ class Monitor:
             samples_missed_total=self._missed,
             sample_duration=self._durations,
             attribution=attribution,
+            ledger=self._ledger_writes() if self._ledger_writes is not None else None,
         )
 
 

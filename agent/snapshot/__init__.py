@@ -19,6 +19,7 @@ from carbonscope.snapshot.model import (
     BucketEnergy,
     DeviceEnergy,
     JobView,
+    LedgerWrites,
     Snapshot,
 )
 from carbonscope.units import UJ_PER_J
@@ -44,6 +45,7 @@ __all__ = [
     "Histogram",
     "IntensityValue",
     "JobView",
+    "LedgerWrites",
     "Snapshot",
     "SourceStatus",
 ]

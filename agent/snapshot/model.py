@@ -51,6 +51,16 @@ class AttributionView:
 
 
 @dataclass(frozen=True)
+class LedgerWrites:
+    """How the ledger's transactions went (one per job flush, one per intensity flush)."""
+
+    ok: int = 0
+    error: int = 0
+    last_success_unix_s: float | None = None
+    last_error: str = ""
+
+
+@dataclass(frozen=True)
 class Snapshot:
     version: str
     taken_at_unix_s: float
@@ -69,3 +79,4 @@ class Snapshot:
     attribution: AttributionView | None = None
     marginal_intensity: IntensityValue | None = None
     feed: FeedStatus | None = None  # the live provider's state; None with provider "static"
+    ledger: LedgerWrites | None = None  # None without a ledger (probe, tests)

@@ -275,6 +275,21 @@ class SnapshotCollector(Collector):
             "Time one sample took: reading every source and the accounting.",
             snap.sample_duration,
         )
+        if snap.ledger is not None:
+            writes = CounterMetricFamily(
+                "carbonscope_ledger_writes",
+                "Ledger transactions (job flushes, intensity flushes), by result.",
+                labels=["result"],
+            )
+            writes.add_metric(["ok"], snap.ledger.ok)
+            writes.add_metric(["error"], snap.ledger.error)
+            yield writes
+            if snap.ledger.last_success_unix_s is not None:
+                yield GaugeMetricFamily(
+                    "carbonscope_ledger_last_success_timestamp_seconds",
+                    "When the ledger last took a write (unix seconds).",
+                    value=snap.ledger.last_success_unix_s,
+                )
         info = GaugeMetricFamily("carbonscope_build_info", "carbonscope build.", labels=["version"])
         info.add_metric([snap.version], 1)
         yield info
