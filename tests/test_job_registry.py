@@ -273,3 +273,58 @@ def test_slurm_job_uses_cgroup_cpu_time_and_nested_tagged_job_is_not_double_coun
     slurm.rmdir()
     world.second(1, 1, 1, 1)
     assert not world.registry.get("slurm-77").running
+
+
+def test_a_user_sees_only_their_own_jobs_and_root_sees_all(world: World) -> None:
+    world.spawn(10, uid=1000)
+    world.spawn(20, uid=1001)
+    mine = world.registry.register(USER, JobRequest("mine", (), (10,)))
+    theirs = world.registry.register(OTHER, JobRequest("theirs", (), (20,)))
+    world.second(1, 1, 1000, 100)
+    assert [r.name for r in world.registry.recent(caller=USER)] == ["mine"]
+    assert {r.name for r in world.registry.recent(caller=ROOT)} == {"mine", "theirs"}
+    assert world.registry.get(mine.job_id, USER).name == "mine"
+    with pytest.raises(JobRequestError) as hidden:
+        world.registry.get(theirs.job_id, USER)
+    assert hidden.value.status == 404
+    assert world.registry.get(theirs.job_id, ROOT).name == "theirs"
+    world.registry.flush()
+    assert [r.name for r in world.ledger.recent(10, uid=1001)] == ["theirs"]
+
+
+def test_job_creation_is_rate_limited_per_user(
+    tmp_path: Path, make_monitor: MonitorFactory, clock: ManualClock
+) -> None:
+    now = [1000.0]
+    world = World(tmp_path, make_monitor, clock, JobsSettings(max_created_per_minute=3))
+    world.registry._monotonic_s = lambda: now[0]  # the quota's clock
+    world.spawn(10)
+    world.spawn(20, uid=1001)
+    for n in range(3):
+        world.registry.register(USER, JobRequest(f"j{n}", (), (10,)))
+    with pytest.raises(JobRequestError) as refused:
+        world.registry.register(USER, JobRequest("j3", (), (10,)))
+    assert refused.value.status == 429 and "in the last minute (at most 3)" in str(refused.value)
+    world.registry.register(OTHER, JobRequest("other", (), (20,)))  # another user's own quota
+    now[0] += 60.0
+    world.registry.register(USER, JobRequest("j4", (), (10,)))
+
+
+def test_finished_jobs_in_memory_are_bounded_per_user_and_all_kept_in_the_ledger(
+    tmp_path: Path, make_monitor: MonitorFactory, clock: ManualClock
+) -> None:
+    world = World(tmp_path, make_monitor, clock, JobsSettings(max_finished_per_user=2))
+    ids = []
+    for n in range(6):  # each job registered on a fresh process that then exits
+        world.spawn(100 + n)
+        ids.append(world.registry.register(USER, JobRequest(f"j{n}", (), (100 + n,))).job_id)
+        world.second(1, 1, 1000, 100)
+        world.exit(100 + n)
+        world.second(1, 1, 1000, 100)
+        world.registry.flush()
+    snap = world.second(1, 1, 1000, 100)
+    assert len(world.registry._jobs) == 2  # the two newest finished jobs only
+    assert snap.attribution is not None
+    assert {view.job_id for view in snap.attribution.jobs} == set(ids[-2:])
+    assert {r.job_id for r in world.ledger.recent(100)} == set(ids)
+    assert world.registry.get(ids[0]).name == "j0"  # from the ledger

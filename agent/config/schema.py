@@ -238,6 +238,8 @@ class JobsSection(_Section):
     flush: Annotated[Duration, _duration_between("100ms", "5m")] = 30.0
     detect_cgroups: bool = True
     max_running_per_user: Annotated[int, Field(ge=1)] = 256
+    max_created_per_minute: Annotated[int, Field(ge=1)] = 120
+    max_finished_per_user: Annotated[int, Field(ge=0)] = 1000
 
 
 class Config(_Section):

@@ -51,6 +51,8 @@ def jobs_settings(section: JobsSection, interval_s: float) -> JobsSettings:
         promoted_tags=tuple(section.promoted_tags),
         detect_cgroups=section.detect_cgroups,
         max_running_per_user=section.max_running_per_user,
+        max_created_per_minute=section.max_created_per_minute,
+        max_finished_per_user=section.max_finished_per_user,
         stop_wait_s=max(5.0, 3 * interval_s),
     )
 

@@ -95,7 +95,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return 201, record.to_json(now)
             if method == "GET":
                 limit = _limit(parse_qs(url.query).get("limit", ["100"])[-1])
-                return 200, {"jobs": [record.to_json(now) for record in registry.recent(limit)]}
+                records = registry.recent(limit, caller)
+                return 200, {"jobs": [record.to_json(now) for record in records]}
             raise JobRequestError(f"{method} is not allowed on /v1/jobs", status=405)
         job_id = validate_job_id(parts[2])
         if len(parts) == 4:
@@ -107,7 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, registry.stop(caller, job_id).to_json(registry.now())
         if method != "GET":
             raise JobRequestError(f"{method} is not allowed on a job", status=405)
-        return 200, registry.get(job_id).to_json(now)
+        return 200, registry.get(job_id, caller).to_json(now)
 
     def _json_body(self, optional: bool = False) -> Any:
         if self.headers.get("Transfer-Encoding"):

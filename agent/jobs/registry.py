@@ -16,6 +16,7 @@ import logging
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -55,6 +56,8 @@ class JobsSettings:
     promoted_tags: tuple[str, ...] = ("team", "project")
     detect_cgroups: bool = True
     max_running_per_user: int = 256
+    max_created_per_minute: int = 120  # per uid, a sliding minute on the monotonic clock
+    max_finished_per_user: int = 1000  # finished jobs kept in memory per uid (all in the ledger)
     stop_wait_s: float = 5.0  # how long a stop waits for the sample that closes the job
 
 
@@ -82,6 +85,7 @@ class JobRegistry:
         self._seq = 0
         self._buckets: dict[tuple[Component, Bucket], int] = {}
         self._retired_cgroups: set[str] = set()
+        self._created: dict[int, deque[float]] = {}  # uid -> monotonic times, last minute
         self._resumable_cgroup_jobs: dict[str, JobRecord] = {}
         if ledger is not None:
             for record in ledger.running():
@@ -132,6 +136,7 @@ class JobRegistry:
                     f"(at most {self._settings.max_running_per_user})",
                     status=429,
                 )
+            self._charge_creation(caller.uid)
             if job_id in self._jobs:  # registered meanwhile: 48 random bits make this moot
                 raise JobRequestError("job id collision, please retry", status=503)
             self._seq += 1
@@ -165,6 +170,21 @@ class JobRegistry:
                 status=503,
             )
         return record
+
+    def _charge_creation(self, uid: int) -> None:
+        """Count one creation against the uid's per-minute quota, or refuse it (429)."""
+        limit = self._settings.max_created_per_minute
+        now = self._monotonic_s()
+        created = self._created.setdefault(uid, deque(maxlen=limit))
+        while created and now - created[0] >= 60.0:
+            created.popleft()
+        if len(created) >= limit:
+            raise JobRequestError(
+                f"uid {uid} created {len(created)} jobs in the last minute (at most {limit}); "
+                f"retry in {60.0 - (now - created[0]):.0f}s",
+                status=429,
+            )
+        created.append(now)
 
     def _unused_job_id(self) -> str:
         """A fresh id, checked against the ledger outside the lock the sampler takes."""
@@ -210,21 +230,28 @@ class JobRegistry:
                 status=403,
             )
 
-    def get(self, job_id: str) -> JobRecord:
+    def get(self, job_id: str, caller: Caller | None = None) -> JobRecord:
+        """A job's record; a caller other than root sees only its own jobs (others: 404)."""
         with self._lock:
             job = self._jobs.get(job_id)
-            if job is not None:
-                return job.record()
-        stored = self._ledger.get(job_id) if self._ledger else None
-        if stored is None:
+            found = job.record() if job is not None else None
+        if found is None and self._ledger is not None:
+            found = self._ledger.get(job_id)
+        if found is None or not _visible(found, caller):
             raise JobRequestError(f"no such job: {job_id}", status=404)
-        return stored
+        return found
 
-    def recent(self, limit: int = 100) -> list[JobRecord]:
-        """Live jobs with their current totals, then the most recent ones from the ledger."""
+    def recent(self, limit: int = 100, caller: Caller | None = None) -> list[JobRecord]:
+        """Live jobs with their current totals, then the most recent ones from the ledger; a
+        caller other than root sees only its own."""
+        uid = None if caller is None or caller.is_root else caller.uid
         with self._lock:
-            live = {job_id: job.record() for job_id, job in self._jobs.items()}
-        stored = self._ledger.recent(limit) if self._ledger else []
+            live = {
+                job_id: job.record()
+                for job_id, job in self._jobs.items()
+                if uid is None or job.base.uid == uid
+            }
+        stored = self._ledger.recent(limit, uid) if self._ledger else []
         merged = {record.job_id: record for record in stored} | live
         return sorted(merged.values(), key=lambda r: r.started_at, reverse=True)[:limit]
 
@@ -266,7 +293,9 @@ class JobRegistry:
                     job.updated_at = now
                     job.dirty = True
             settings = self._settings
-            for job_id in expired(self._jobs, now, settings.keep_finished_s):
+            for job_id in expired(
+                self._jobs, now, settings.keep_finished_s, settings.max_finished_per_user
+            ):
                 del self._jobs[job_id]
             view = attribution_view(
                 self._jobs.values(),
@@ -385,3 +414,7 @@ class JobRegistry:
             for job, record in zip(dirty, records, strict=True):
                 job.forget_written_periods(record)
         return None
+
+
+def _visible(record: JobRecord, caller: Caller | None) -> bool:
+    return caller is None or caller.is_root or record.uid == caller.uid

@@ -16,8 +16,8 @@ class JobStore(Protocol):
 
     def get(self, job_id: str) -> JobRecord | None: ...
 
-    def recent(self, limit: int) -> list[JobRecord]:
-        """The newest jobs by start time."""
+    def recent(self, limit: int, uid: int | None = None) -> list[JobRecord]:
+        """The newest jobs by start time (of one uid, when given)."""
         ...
 
     def write(self, records: Iterable[JobRecord]) -> None:

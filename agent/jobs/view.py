@@ -11,13 +11,24 @@ from carbonscope.sensors.base import Component
 from carbonscope.snapshot import AttributionView, BucketEnergy, JobView
 
 
-def expired(jobs: Mapping[str, LiveJob], now: float, keep_finished_s: float) -> list[str]:
-    """Finished jobs past retention whose final totals the ledger already has."""
-    return [
-        job_id
-        for job_id, job in jobs.items()
-        if job.ended_at is not None and not job.dirty and now - job.ended_at > keep_finished_s
+def expired(
+    jobs: Mapping[str, LiveJob], now: float, keep_finished_s: float, max_per_user: int
+) -> list[str]:
+    """Finished jobs whose final totals the ledger already has and that are past retention, or
+    beyond the ``max_per_user`` newest finished jobs of their user: memory stays bounded however
+    many jobs a user creates (the ledger keeps them all)."""
+    written = [
+        (job_id, job) for job_id, job in jobs.items() if job.ended_at is not None and not job.dirty
     ]
+    gone = {job_id for job_id, job in written if now - (job.ended_at or now) > keep_finished_s}
+    by_user: dict[int | None, list[tuple[float, str]]] = {}
+    for job_id, job in written:
+        if job_id not in gone:
+            by_user.setdefault(job.base.uid, []).append((job.ended_at or now, job_id))
+    for finished in by_user.values():
+        finished.sort(reverse=True)  # newest first
+        gone.update(job_id for _ended, job_id in finished[max_per_user:])
+    return sorted(gone)
 
 
 def attribution_view(

@@ -263,8 +263,10 @@ class JobLedger:
         found = self._query("WHERE job_id = ?", (job_id,))
         return found[0] if found else None
 
-    def recent(self, limit: int) -> list[JobRecord]:
-        return self._query("ORDER BY started_at DESC LIMIT ?", (limit,))
+    def recent(self, limit: int, uid: int | None = None) -> list[JobRecord]:
+        if uid is None:
+            return self._query("ORDER BY started_at DESC LIMIT ?", (limit,))
+        return self._query("WHERE uid = ? ORDER BY started_at DESC LIMIT ?", (uid, limit))
 
     def _query(self, where: str, args: tuple[object, ...]) -> list[JobRecord]:
         with self._lock:
