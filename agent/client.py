@@ -15,6 +15,7 @@ import contextlib
 import http.client
 import json
 import socket
+import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 
 from carbonscope.paths import client_jobs_socket
 
+CONNECT_RETRY_S = 5.0  # how long a full listen backlog is retried before giving up
 DEFAULT_TIMEOUT_S = 15.0  # a stop waits for the next sample, which may take a few seconds
 
 
@@ -48,13 +50,24 @@ class _UnixConnection(http.client.HTTPConnection):
         self._socket_path = path
 
     def connect(self) -> None:
+        """Connect, retrying briefly while the agent's listen backlog is full (a Unix socket
+        answers EAGAIN then instead of waiting); the request timeout applies after."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
+        deadline = time.monotonic() + CONNECT_RETRY_S
+        sock.setblocking(False)
         try:
-            sock.connect(str(self._socket_path))
+            while True:
+                try:
+                    sock.connect(str(self._socket_path))
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.02)
         except OSError:
             sock.close()
             raise
+        sock.settimeout(self.timeout)
         self.sock = sock
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from carbonscope.config.schema import AgentSection
 from tests.conftest import require_tool
 
 UNIT = Path(__file__).parents[1] / "deploy/systemd/carbonscope.service"
@@ -53,3 +54,9 @@ def test_unit_is_a_notify_service_with_a_watchdog() -> None:
     assert "Type=notify" in text
     assert "WatchdogSec=" in text
     assert "ExecStart=/usr/local/bin/carbonscope run" in text
+
+
+def test_unit_sets_the_fd_limit_above_the_connection_caps() -> None:
+    lines = UNIT.read_text().splitlines()
+    (limit,) = [int(line.split("=", 1)[1]) for line in lines if line.startswith("LimitNOFILE=")]
+    assert limit >= 8 * 2 * AgentSection().max_connections  # two servers, far below the limit

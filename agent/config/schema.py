@@ -79,6 +79,10 @@ class AgentSection(_Section):
     sysfs_root: Path = Path("/sys")
     procfs_root: Path = Path("/proc")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Both servers (/metrics and the job API): connections at once, and the deadline of one
+    # request from accept to the last byte (docs/deploy.md: LimitNOFILE stays well above).
+    max_connections: Annotated[int, Field(ge=1, le=4096)] = 64
+    request_timeout: Annotated[Duration, _duration_between("100ms", "5m")] = 10.0
 
 
 def _source_name(name: str) -> str:

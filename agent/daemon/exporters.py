@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from carbonscope.config.schema import Config, parse_listen
+from carbonscope.daemon.limits import ConnectionLimits
 from carbonscope.daemon.services import ServerService, Service
 from carbonscope.errors import CarbonscopeError
 from carbonscope.exporters.prometheus import MetricsServer
@@ -27,6 +28,10 @@ class ExporterSpec:
     build: Callable[[Config], ExporterParts]
 
 
+def connection_limits(config: Config) -> ConnectionLimits:
+    return ConnectionLimits(config.agent.max_connections, config.agent.request_timeout)
+
+
 def _listen(listen: str) -> MetricsServer:
     try:
         return MetricsServer(*parse_listen(listen))
@@ -35,7 +40,9 @@ def _listen(listen: str) -> MetricsServer:
 
 
 def _prometheus(config: Config) -> ExporterParts:
-    service = ServerService("prometheus exporter", lambda: _listen(config.agent.listen))
+    service = ServerService(
+        "prometheus exporter", lambda: _listen(config.agent.listen), connection_limits(config)
+    )
 
     def publish(snapshot: Snapshot) -> None:
         if isinstance(service.server, MetricsServer):

@@ -15,7 +15,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from carbonscope.config.loader import LoadedConfig
-from carbonscope.daemon.exporters import EXPORTERS
+from carbonscope.daemon.exporters import EXPORTERS, connection_limits
 from carbonscope.daemon.services import CallbackService, ServerService, Service, Services
 from carbonscope.daemon.systemd import SystemdNotifier
 from carbonscope.daemon.wiring import Agent, build_agent
@@ -115,7 +115,13 @@ def daemon_services(loaded: LoadedConfig, agent: Agent, notifier: SystemdNotifie
         relay = SnapshotRelay(f"{spec.name}-publish", parts.publish)
         agent.monitor.subscribe(relay)
         services += [parts.service, CallbackService(f"{spec.name} relay", relay.start, relay.stop)]
-    services.append(ServerService("job API", lambda: JobApiServer(loaded.jobs_socket, agent.jobs)))
+    services.append(
+        ServerService(
+            "job API",
+            lambda: JobApiServer(loaded.jobs_socket, agent.jobs),
+            connection_limits(config),
+        )
+    )
     services.append(SamplerService(agent, config.agent.interval, notifier))
     return services
 

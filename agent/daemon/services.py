@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from carbonscope.daemon.limits import ConnectionGate, ConnectionLimits
 from carbonscope.errors import CarbonscopeError
 
 log = logging.getLogger(__name__)
@@ -46,17 +47,27 @@ class CallbackService:
 
 
 class ServerService:
-    """A socketserver bound at start and served on its own thread; stopped only if it started
-    (``shutdown`` on a server that never served would wait for ever)."""
+    """A socketserver bound at start, bounded (limits.py) and served on its own thread;
+    stopped only if it started (``shutdown`` on a server that never served would wait for
+    ever)."""
 
-    def __init__(self, name: str, bind: Callable[[], socketserver.BaseServer]) -> None:
+    def __init__(
+        self,
+        name: str,
+        bind: Callable[[], socketserver.BaseServer],
+        limits: ConnectionLimits | None = None,
+    ) -> None:
         self.name = name
         self._bind = bind
+        self._limits = limits or ConnectionLimits()
         self.server: socketserver.BaseServer | None = None
+        self.gate: ConnectionGate | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self.server = self._bind()
+        self.gate = ConnectionGate(self.name, self._limits)
+        self.gate.install(self.server)
         self._thread = threading.Thread(
             target=self.server.serve_forever, name=self.name, daemon=True
         )
@@ -68,6 +79,8 @@ class ServerService:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(5.0)
+        if self.gate is not None:
+            self.gate.stop()
 
 
 class Services:

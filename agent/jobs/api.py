@@ -20,7 +20,6 @@ import socket
 import socketserver
 import stat
 import struct
-import threading
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,7 +32,6 @@ from carbonscope.jobs.validation import JobRequestError, parse_job_request, vali
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
-MAX_CONNECTIONS = 64
 REQUEST_TIMEOUT_S = 10.0
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
@@ -162,25 +160,11 @@ def _limit(value: str) -> int:
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """Connections and time per request are bounded by whoever serves it
+    (carbonscope.daemon.limits, applied by the daemon's ServerService)."""
+
     daemon_threads = True
     block_on_close = False
-
-    def __init__(self, path: str, handler: type[BaseHTTPRequestHandler]) -> None:
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        super().__init__(path, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            log.warning("job api: more than %d connections, refusing one", MAX_CONNECTIONS)
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
 
 
 class JobApiServer(_Server):
