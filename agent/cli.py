@@ -32,10 +32,6 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
-    # A skipped tick is counted (carbonscope_samples_missed_total) and logged by the monitor
-    # at most once a minute; APScheduler's own line for each one would flood the journal.
-    logging.getLogger("apscheduler.executors").setLevel(logging.ERROR)
 
 
 def _duration_flag(value: str | None) -> float | str | None:

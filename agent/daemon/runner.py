@@ -10,10 +10,6 @@ import threading
 from collections.abc import Callable, Mapping
 from types import FrameType
 
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.interval import IntervalTrigger
-
 from carbonscope.config.loader import LoadedConfig
 from carbonscope.daemon.exporters import EXPORTERS, connection_limits
 from carbonscope.daemon.services import CallbackService, ServerService, Service, Services
@@ -22,6 +18,7 @@ from carbonscope.daemon.wiring import Agent, build_agent
 from carbonscope.jobs.api import JobApiServer
 from carbonscope.periodic import PeriodicThread
 from carbonscope.sampling.publisher import SnapshotRelay
+from carbonscope.sampling.schedule import SampleLoop, WatchdogPinger
 from carbonscope.sensors.polled import PolledSensor
 
 log = logging.getLogger(__name__)
@@ -33,42 +30,26 @@ SWITCH_INTERVAL_S = 0.001
 
 
 class SamplerService:
-    """The baseline sample, then one sample every interval (APScheduler's IntervalTrigger fires
-    at start + n x interval: late runs do not shift later ones) and the watchdog ping."""
+    """The baseline sample, then one sample every interval on the monotonic clock
+    (sampling/schedule.py); systemd's watchdog is pinged from the samples' own progress."""
 
     name = "sampler"
 
     def __init__(self, agent: Agent, interval_s: float, notifier: SystemdNotifier) -> None:
         self._monitor = agent.monitor
-        self._scheduler = BackgroundScheduler(
-            timezone="UTC",
-            executors={"default": ThreadPoolExecutor(max_workers=2)},
-            job_defaults={
-                "coalesce": True,
-                "max_instances": 1,
-                "misfire_grace_time": max(1, int(interval_s)),
-            },
-        )
-        self._scheduler.add_job(
-            self._monitor.sample, IntervalTrigger(seconds=interval_s), id="sample", name="sample"
-        )
         watchdog_s = notifier.watchdog_s
-        if watchdog_s is not None:
-            self._scheduler.add_job(
-                _watchdog_ping,
-                IntervalTrigger(seconds=watchdog_s / 2),
-                args=(notifier, self._monitor.last_sample_age_s, watchdog_s),
-                id="watchdog",
-                name="watchdog",
-            )
+        if watchdog_s is None:
+            self._loop = SampleLoop(self._monitor.sample, interval_s)
+        else:
+            pinger = WatchdogPinger(notifier.notify, watchdog_s)
+            self._loop = SampleLoop(self._monitor.sample, interval_s, pinger)
 
     def start(self) -> None:
         self._monitor.sample()  # the baseline: /metrics answers from the first second
-        self._scheduler.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=True)
+        self._loop.stop()
 
 
 class FlushService:
@@ -176,14 +157,3 @@ def run_daemon(loaded: LoadedConfig, env: Mapping[str, str] | None = None) -> in
     snapshot = agent.monitor.snapshot
     log.info("stopped after %d samples", snapshot.samples_total if snapshot else 0)
     return 0
-
-
-def _watchdog_ping(
-    notifier: SystemdNotifier, sample_age_s: Callable[[], float | None], watchdog_s: float
-) -> None:
-    """Ping only while sampling is alive, so systemd restarts a wedged agent."""
-    age = sample_age_s()
-    if age is not None and age < watchdog_s:
-        notifier.notify("WATCHDOG=1")
-    else:
-        log.error("sampling stalled (last sample %ss ago): withholding the watchdog ping", age)
