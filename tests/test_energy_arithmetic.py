@@ -68,3 +68,37 @@ def test_interval_mean_power_is_power_times_elapsed() -> None:
 def test_grams_is_kwh_times_pue_times_intensity() -> None:
     one_kwh_uj = 3_600_000_000_000
     assert grams(one_kwh_uj, 400.0, 1.5) == 600.0
+
+
+def counter_run(values: list[int], step_ns: int = S) -> DeviceAccount:
+    account = DeviceAccount()
+    for index, value in enumerate(values):
+        account.add_counter(CounterReading(KEY, value, MAX_RANGE), index * step_ns, PLAUSIBLE_UW)
+    return account
+
+
+def test_a_value_outside_the_counter_range_is_an_error_reading_that_counts_nothing() -> None:
+    account = counter_run([100_000_000, MAX_RANGE + 1, 10**26, -5, 150_000_000])
+    assert account.total_uj == 50_000_000  # from the last good value, as if they never came
+    assert account.events == {CounterEvent.INVALID: 3}
+
+
+def test_a_jump_no_plausible_power_explains_is_held_and_a_return_costs_nothing() -> None:
+    # 200 kJ in 0.2 s (1 MW), then the counter is back on its trajectory
+    account = counter_run([100_000_000, 200_100_000_000, 200_000_000], step_ns=S // 5)
+    assert account.total_uj == 100_000_000
+    assert account.events == {CounterEvent.REJECTED: 1}
+
+
+def test_a_transient_zero_is_a_glitch_not_a_reset_that_recounts_the_whole_counter() -> None:
+    account = counter_run([150_001_000_000, 0, 150_002_000_000])
+    assert account.total_uj == 1_000_000  # 1 J over two seconds, not +150,001 J
+    assert account.events == {CounterEvent.REJECTED: 1}
+
+
+def test_a_jump_that_persists_is_re_based_and_energy_resumes_exactly() -> None:
+    # firmware re-bases the counter: 100 J -> 90,000 J and it goes on from there
+    account = counter_run([100_000_000, 90_000_000_000, 90_050_000_000, 90_120_000_000])
+    assert account.total_uj == 50_000_000 + 70_000_000  # the interval of the jump counts nothing
+    assert account.events == {CounterEvent.REJECTED: 1, CounterEvent.RESET: 1}
+    assert account.resets == 1

@@ -31,8 +31,16 @@ def wall(clock: ManualClock) -> float:
     return 1_700_000_000.0 + clock() / 1e9
 
 
+NODE_ZONES = ("intel-rapl:0", "intel-rapl:0:0", "intel-rapl:1", "intel-rapl:1:0")
+
+
 def _advance(tree: FakePowercap, clock: ManualClock, joules: int) -> None:
-    tree.zones["intel-rapl:0"].advance(joules * 1_000_000)
+    """``joules`` of node energy in one second, spread over the packages and DRAM: one zone
+    drawing 3.6 kW would be held as implausible (above sensors.rapl.max_zone_watts)."""
+    total_uj = joules * 1_000_000
+    for index, zone in enumerate(NODE_ZONES):
+        share = total_uj // len(NODE_ZONES) + (total_uj % len(NODE_ZONES) if index == 0 else 0)
+        tree.zones[zone].advance(share)
     clock.advance(1.0)
 
 

@@ -142,7 +142,17 @@ def test_no_permission_and_driver_reload(
     clock.advance(1.0)
     snapshot = monitor.sample()
     assert energy(snapshot)["gpu0"] == 0  # a reset counts nothing, never negative
-    assert statuses(snapshot) == {"gpu0": SourceStatus.OK, "gpu1": SourceStatus.PERMISSION_DENIED}
+    # the drop is held until the next read tells a glitch from a reset, and the status says so
+    assert statuses(snapshot) == {
+        "gpu0": SourceStatus.ERROR,
+        "gpu1": SourceStatus.PERMISSION_DENIED,
+    }
+    fake_nvml.gpus[0].energy_mj = 12_000  # the new trajectory continues: a reset, confirmed
+    fake_nvml.write()
+    clock.advance(1.0)
+    confirmed = monitor.sample()
+    assert energy(confirmed)["gpu0"] == 10_000_000  # counted from the held value on
+    assert statuses(confirmed)["gpu0"] is SourceStatus.OK
 
 
 def test_gpu_metrics_pass_promtool(

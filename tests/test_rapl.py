@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from carbonscope.exporters.prometheus import render
 from carbonscope.sensors.base import (
     Component,
     DeviceKey,
@@ -169,3 +170,29 @@ def test_permission_denied_is_a_status_with_the_fix_not_zeros(
     assert set(statuses) == {"package-0", "dram-0", "package-1", "dram-1"}
     assert statuses["package-0"].reason == PERMISSION_HINT
     assert all(d.power_w is None for d in snapshot.devices)  # absent, not a fake 0 W
+
+
+def test_an_implausible_read_shows_in_the_status_and_the_event_counter(
+    sysfs: Path, make_monitor: MonitorFactory, clock: ManualClock
+) -> None:
+    tree = FakePowercap(sysfs)
+    zone = tree.add_zone((0,), "package-0", 1_000_000_000)
+    monitor = make_monitor(rapl(sysfs))
+    monitor.sample()
+    zone.set_energy(201_000_000_000)  # +200 kJ in a second
+    clock.advance(1.0)
+    held = monitor.sample()
+    [status] = [s for s in held.statuses if s.device == "package-0"]
+    assert status.status is SourceStatus.ERROR and "not counted" in status.reason
+    assert held.devices[0].energy_uj == 0
+    zone.set_energy(1_080_000_000)  # it was a glitch: 80 J in two seconds on the old line
+    clock.advance(1.0)
+    back = monitor.sample()
+    assert back.devices[0].energy_uj == 80_000_000
+    [status] = [s for s in back.statuses if s.device == "package-0"]
+    assert status.status is SourceStatus.OK
+    text = render(back).decode()
+    assert (
+        'carbonscope_energy_reading_events_total{device="package-0",event="rejected",'
+        'source="rapl"} 1.0' in text
+    )

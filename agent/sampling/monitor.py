@@ -15,7 +15,7 @@ from typing import Protocol
 
 from carbonscope.accounting.attribution import SampleEnergy
 from carbonscope.accounting.emissions import NO_EMISSIONS, EmissionFactors, Emissions
-from carbonscope.accounting.energy import DeviceAccount
+from carbonscope.accounting.energy import CounterEvent, DeviceAccount
 from carbonscope.accounting.intensity_log import IntensityLog
 from carbonscope.accounting.node import NodeEnergyPlan
 from carbonscope.carbon.intensity import IntensityProvider
@@ -105,6 +105,7 @@ class Monitor:
         self._snapshot: Snapshot | None = None
         self._ignored: set[DeviceKey] = set()
         self._power: dict[DeviceKey, float | None] = {}  # mean power in the last sample
+        self._counters: set[DeviceKey] = set()  # devices read as energy counters
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -178,6 +179,7 @@ class Monitor:
     ) -> Snapshot:
         power_now: dict[DeviceKey, float | None] = {}
         deltas: dict[DeviceKey, int] = {}
+        flagged: dict[DeviceKey, DeviceStatus] = {}  # reads the plausibility rule refused
         node_delta_uj = 0
         for _sensor, result in results:
             for reading in result.readings:
@@ -187,14 +189,17 @@ class Monitor:
                         log.info("not accounting %s: not selected at start-up", reading.key)
                         self._ignored.add(reading.key)
                     continue
-                previous_ns = account.last_read_ns
                 if account.is_repeat(reading):  # a polled reading already counted
                     power_now[reading.key] = self._power.get(reading.key)
                     continue
                 if isinstance(reading, CounterReading):
+                    self._counters.add(reading.key)
                     delta = account.add_counter(reading, now_ns, self._max_plausible_uw)
+                    if account.last_event in (CounterEvent.REJECTED, CounterEvent.INVALID):
+                        flagged[reading.key] = _flag(reading, account)
                 else:
                     delta = account.add_power(reading, now_ns)
+                previous_ns = account.covered_from_ns
                 measured_ns = reading.measured_at_ns or now_ns
                 power_now[reading.key] = _mean_power_w(reading, delta, previous_ns, measured_ns)
                 deltas[reading.key] = deltas.get(reading.key, 0) + delta
@@ -244,10 +249,21 @@ class Monitor:
 
         self._durations = self._durations.observe((self._clock_ns() - started_ns) / NS_PER_S)
         devices = tuple(
-            DeviceEnergy(key, self._accounts[key].total_uj, power_now.get(key))
+            DeviceEnergy(
+                key,
+                self._accounts[key].total_uj,
+                power_now.get(key),
+                tuple(sorted(self._accounts[key].events.items())),
+                key in self._counters,
+            )
             for key in self._devices
         )
-        statuses = tuple(status for _sensor, result in results for status in result.statuses)
+        refused = {(key.source, key.device): status for key, status in flagged.items()}
+        statuses = tuple(
+            refused.get((status.source, status.device), status)
+            for _sensor, result in results
+            for status in result.statuses
+        )
         return Snapshot(
             version=self._version,
             taken_at_unix_s=now_unix_s,
@@ -272,6 +288,22 @@ class Monitor:
             attribution=attribution,
             ledger=self._ledger_writes() if self._ledger_writes is not None else None,
         )
+
+
+def _flag(reading: CounterReading, account: DeviceAccount) -> DeviceStatus:
+    """The status of a counter read the accounting refused, with why."""
+    key = reading.key
+    if account.last_event is CounterEvent.INVALID:
+        reason = (
+            f"counter value {reading.energy_uj} uJ outside [0, {reading.max_energy_range_uj}]: "
+            "an error reading, not counted"
+        )
+    else:
+        reason = (
+            f"counter moved from {account.last_counter_uj} to {reading.energy_uj} uJ, which no "
+            "plausible power explains: not counted; the next read tells a glitch from a reset"
+        )
+    return DeviceStatus(key.source, key.device, SourceStatus.ERROR, reason)
 
 
 def _mean_power_w(

@@ -7,6 +7,7 @@ are produced (sensors, carbon, accounting) and re-exported here with the snapsho
 
 from carbonscope.accounting.attribution import Bucket
 from carbonscope.accounting.emissions import Emissions
+from carbonscope.accounting.energy import COUNTER_EVENTS, CounterEvent
 from carbonscope.accounting.totals import EnergyTotals
 from carbonscope.carbon.feed import FeedState
 from carbonscope.carbon.intensity import MARGINAL, FeedStatus, ForecastPoint, IntensityValue
@@ -25,6 +26,7 @@ from carbonscope.snapshot.model import (
 from carbonscope.units import UJ_PER_J
 
 __all__ = [
+    "COUNTER_EVENTS",
     "MARGINAL",
     "SAMPLE_DURATION_BUCKETS_S",
     "UJ_PER_J",
@@ -32,6 +34,7 @@ __all__ = [
     "Bucket",
     "BucketEnergy",
     "Component",
+    "CounterEvent",
     "DeviceEnergy",
     "DeviceKey",
     "DeviceStatus",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from carbonscope.accounting.attribution import Bucket
 from carbonscope.accounting.emissions import Emissions
+from carbonscope.accounting.energy import CounterEvent
 from carbonscope.accounting.totals import EnergyTotals
 from carbonscope.carbon.intensity import FeedStatus, IntensityValue
 from carbonscope.histogram import Histogram
@@ -22,6 +23,8 @@ class DeviceEnergy:
     key: DeviceKey
     energy_uj: int
     power_w: float | None  # None when the device was not read in the last sample
+    counter_events: tuple[tuple[CounterEvent, int], ...] = ()  # wraps, resets, refused reads
+    is_counter: bool = False  # read as an energy counter (its events are exported)
 
 
 @dataclass(frozen=True)

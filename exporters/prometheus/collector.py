@@ -16,6 +16,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from carbonscope.snapshot import (
+    COUNTER_EVENTS,
     MARGINAL,
     UJ_PER_J,
     AttributionView,
@@ -61,13 +62,27 @@ class SnapshotCollector(Collector):
             "Mean power per device over the last sampling interval.",
             labels=DEVICE_LABELS,
         )
+        events = CounterMetricFamily(
+            "carbonscope_energy_reading_events",
+            "Energy counter events per device: wrap (counted across), reset (re-based, counted "
+            "from the new value), rejected (implausible read held, not counted), invalid "
+            "(outside the counter's range).",
+            labels=["source", "device", "event"],
+        )
         for device in snap.devices:
             labels = [device.key.component.value, device.key.device, device.key.source]
             energy.add_metric(labels, device.energy_uj / UJ_PER_J)
             if device.power_w is not None:
                 power.add_metric(labels, device.power_w)
+            if device.is_counter:
+                counts = dict(device.counter_events)
+                for event in COUNTER_EVENTS:
+                    events.add_metric(
+                        [device.key.source, device.key.device, event.value], counts.get(event, 0)
+                    )
         yield energy
         yield power
+        yield events
 
     @staticmethod
     def _node(snap: Snapshot) -> Iterator[Metric]:
