@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 from carbonscope.exporters.prometheus import render
@@ -196,3 +198,57 @@ def test_an_implausible_read_shows_in_the_status_and_the_event_counter(
         'carbonscope_energy_reading_events_total{device="package-0",event="rejected",'
         'source="rapl"} 1.0' in text
     )
+
+
+def test_zone_indices_are_hexadecimal_as_the_kernel_writes_them(sysfs: Path) -> None:
+    tree = FakePowercap(sysfs)
+    for socket in range(12):  # the eleventh package is intel-rapl:a
+        tree.add_zone((socket,), f"package-{socket}")
+    assert (tree.devices_dir / "intel-rapl" / "intel-rapl:a").is_dir()
+    discovery = rapl(sysfs).discover()
+    assert [k.device for k in discovery.devices] == [f"package-{n}" for n in range(12)]
+
+
+def test_one_unreadable_zone_never_drops_the_others(sysfs: Path) -> None:
+    tree = two_socket_server(sysfs, with_psys=False, with_mmio=False)
+    (tree.zones["intel-rapl:1:0"].path / "max_energy_range_uj").unlink()  # an odd DRAM zone
+    discovery = rapl(sysfs).discover()
+    assert [k.device for k in discovery.devices] == ["package-0", "dram-0", "package-1"]
+    assert dict(discovery.skipped) == {"inside_package": 1, "unreadable": 1}
+    assert any("intel-rapl:1:0: unreadable" in line for line in discovery.details)
+
+
+def test_mmio_counts_a_package_nothing_else_counts(sysfs: Path) -> None:
+    tree = FakePowercap(sysfs)
+    tree.add_zone((0,), "package-0", 5_000_000, control_type="intel-rapl-mmio")
+    discovery = rapl(sysfs).discover()
+    assert discovery.devices == (key(Component.CPU, "package-0"),)
+    assert any("intel-rapl-mmio used for package-0" in line for line in discovery.details)
+
+
+def test_zones_in_a_class_powercap_of_plain_directories(
+    sysfs: Path, make_monitor: MonitorFactory, clock: ManualClock
+) -> None:
+    """Only class/powercap bind-mounted into a container, its entries plain directories (as
+    node_exporter's and Kepler's fixtures lay it out)."""
+    source = sysfs.parent / "host-sys"
+    tree = two_socket_server(source, with_psys=False, with_mmio=False)
+    flat = sysfs / "class/powercap"
+    flat.mkdir(parents=True)
+    for name, zone in tree.zones.items():
+        shutil.copytree(zone.path, flat / name, ignore=shutil.ignore_patterns("intel-rapl:*"))
+    monitor = make_monitor(rapl(sysfs))
+    first = monitor.sample()
+    assert sorted(d.key.device for d in first.devices) == [
+        "dram-0",
+        "dram-1",
+        "package-0",
+        "package-1",
+    ]
+    for name in ("intel-rapl:0", "intel-rapl:0:0"):
+        energy = flat / name / "energy_uj"
+        os.chmod(energy, 0o600)
+        energy.write_text(str(int(energy.read_text()) + 7_000_000) + "\n")
+    clock.advance(1.0)
+    energies = {d.key.device: d.energy_uj for d in monitor.sample().devices}
+    assert energies == {"package-0": 7_000_000, "dram-0": 7_000_000, "package-1": 0, "dram-1": 0}

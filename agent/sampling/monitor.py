@@ -106,6 +106,11 @@ class Monitor:
         self._ignored: set[DeviceKey] = set()
         self._power: dict[DeviceKey, float | None] = {}  # mean power in the last sample
         self._counters: set[DeviceKey] = set()  # devices read as energy counters
+        self._skipped = tuple(
+            (sensor.name, reason, count)
+            for sensor, discovery in self._sensors
+            for reason, count in discovery.skipped
+        )
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -287,6 +292,7 @@ class Monitor:
             sample_duration=self._durations,
             attribution=attribution,
             ledger=self._ledger_writes() if self._ledger_writes is not None else None,
+            skipped=self._skipped,
         )
 
 

@@ -116,6 +116,7 @@ class Discovery:
     devices: tuple[DeviceKey, ...] = ()
     statuses: tuple[DeviceStatus, ...] = ()
     details: tuple[str, ...] = field(default_factory=tuple)
+    skipped: tuple[tuple[str, int], ...] = ()  # (reason, how many) of what it found and left out
 
 
 class Sensor(Protocol):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,9 @@ SOURCE = "rapl"
 # (intel-rapl-mmio) duplicates the MSR package counter on client CPUs and is deliberately absent.
 CONTROL_TYPES = ("intel-rapl", "intel-rapl-tpmi")
 DUPLICATE_CONTROL_TYPES = ("intel-rapl-mmio",)
+SKIP_INSIDE_PACKAGE = "inside_package"  # core, uncore: parts of their package's energy
+SKIP_DUPLICATE = "duplicate"  # intel-rapl-mmio repeating a package counted elsewhere
+SKIP_UNREADABLE = "unreadable"  # name or max_energy_range_uj could not be read
 _PACKAGE = re.compile(r"^package-(\d+)(-die-\d+)?$")
 
 PERMISSION_HINT = (
@@ -86,6 +90,8 @@ class RaplSensor:
         opener: Callable[[Path], str] = read_sysfs_text,
     ) -> None:
         self._powercap = roots.sysfs / "devices/virtual/powercap"
+        self._class_dir = roots.sysfs / "class/powercap"
+        self.skipped: Counter[str] = Counter()
         self._open = opener
         self._zones: tuple[RaplZone, ...] = ()
         self._warned_permission = False
@@ -93,33 +99,57 @@ class RaplSensor:
     def _read_int(self, path: Path) -> int:
         return int(self._open(path).strip())
 
-    def _zones_of(self, control_dir: Path) -> tuple[list[RaplZone], list[str]]:
+    def _zone_dirs(self, control_type: str) -> list[tuple[tuple[int, ...], Path]]:
+        """Every zone of a control type with its index, e.g. ((0,), .../intel-rapl:0) and
+        ((0, 1), .../intel-rapl:0/intel-rapl:0:1). The kernel names zones "%s:%x": indices
+        are hexadecimal (the eleventh package is intel-rapl:a). Found in the real hierarchy
+        under devices/virtual/powercap, else in the flat class/powercap folder, whose entries
+        are symlinks on a host and plain directories where only that folder is mounted."""
+        hierarchy = self._powercap / control_type
+        if hierarchy.is_dir():
+            found = [path for path in hierarchy.rglob(f"{control_type}:*") if path.is_dir()]
+        elif self._class_dir.is_dir():
+            found = [p for p in self._class_dir.glob(f"{control_type}:*") if p.is_dir()]
+        else:
+            return []
+        zones = []
+        for path in found:
+            parts = path.name.split(":")
+            if parts[0] != control_type or not 2 <= len(parts) <= 3:
+                continue
+            try:
+                zones.append((tuple(int(part, 16) for part in parts[1:]), path))
+            except ValueError:
+                continue
+        return sorted(zones)
+
+    def _zones_of(self, control_type: str) -> tuple[list[RaplZone], list[str]]:
+        """The zones carbonscope counts, and what it skipped and why. One unreadable or odd
+        zone is skipped alone: it never drops the others."""
         zones: list[RaplZone] = []
         skipped: list[str] = []
-        prefix = control_dir.name
-        top_level = sorted(
-            (d for d in control_dir.glob(f"{prefix}:*") if d.name.count(":") == 1),
-            key=lambda d: int(d.name.split(":")[1]),
-        )
-        for top in top_level:
-            parent_name = self._open(top / "name").strip()
-            candidates: list[tuple[Path, str, str | None]] = [(top, parent_name, None)]
-            for child in sorted(
-                top.glob(f"{top.name}:*"), key=lambda d: int(d.name.rsplit(":", 1)[1])
-            ):
-                candidates.append((child, self._open(child / "name").strip(), parent_name))
-            for zone_dir, name, parent in candidates:
+        names: dict[tuple[int, ...], str] = {}
+        for index, zone_dir in self._zone_dirs(control_type):
+            try:
+                name = self._open(zone_dir / "name").strip()
+                names[index] = name
+                parent = names.get(index[:1]) if len(index) == 2 else None
                 key = _zone_key(name, parent)
                 if key is None:
-                    skipped.append(f"{zone_dir.name} ({name})")
+                    skipped.append(f"{zone_dir.name} ({name}): inside its package")
+                    self.skipped[SKIP_INSIDE_PACKAGE] += 1
                     continue
-                zones.append(
-                    RaplZone(zone_dir, key, self._read_int(zone_dir / "max_energy_range_uj"))
-                )
+                max_range = self._read_int(zone_dir / "max_energy_range_uj")
+            except (OSError, ValueError) as exc:
+                skipped.append(f"{zone_dir.name}: unreadable ({exc})")
+                self.skipped[SKIP_UNREADABLE] += 1
+                continue
+            zones.append(RaplZone(zone_dir, key, max_range))
         return zones, skipped
 
     def discover(self) -> Discovery:
-        if not self._powercap.is_dir():
+        self.skipped = Counter()
+        if not self._powercap.is_dir() and not self._class_dir.is_dir():
             reason = (
                 f"no powercap interface under {self._powercap} (VM, container or no intel_rapl)"
             )
@@ -129,32 +159,42 @@ class RaplSensor:
         details: list[str] = []
         zones: list[RaplZone] = []
         for control_type in CONTROL_TYPES:
-            control_dir = self._powercap / control_type
-            if not control_dir.is_dir():
-                continue
-            try:
-                zones, skipped = self._zones_of(control_dir)
-            except (OSError, ValueError) as exc:
-                reason = f"cannot enumerate {control_dir}: {exc}"
-                return Discovery(
-                    statuses=(DeviceStatus(SOURCE, SOURCE_WIDE, SourceStatus.ERROR, reason),)
-                )
-            if zones:
+            found, skipped = self._zones_of(control_type)
+            if found:
+                zones = found
                 details.append(f"control type {control_type}")
                 if skipped:
-                    details.append("sub-zones inside their package: " + ", ".join(skipped))
+                    details.append("skipped: " + ", ".join(skipped))
                 break
+        counted = {zone.key.device for zone in zones}
         for duplicate in DUPLICATE_CONTROL_TYPES:
-            if (self._powercap / duplicate).is_dir():
+            extra, _skipped = self._zones_of(duplicate)
+            alone = [zone for zone in extra if zone.key.device not in counted]
+            if alone:  # the only counter of these packages: nothing else counts them
+                zones += alone
+                details.append(
+                    f"{duplicate} used for {', '.join(z.key.device for z in alone)}: "
+                    "no other counter for that package"
+                )
+            if len(alone) < len(extra):
+                self.skipped[SKIP_DUPLICATE] += len(extra) - len(alone)
                 details.append(f"{duplicate} ignored: it repeats the package counter")
         if not zones:
             reason = f"no RAPL zones under {self._powercap}"
             return Discovery(
                 statuses=(DeviceStatus(SOURCE, SOURCE_WIDE, SourceStatus.NOT_PRESENT, reason),),
                 details=tuple(details),
+                skipped=self._skipped_tuple(),
             )
         self._zones = tuple(zones)
-        return Discovery(devices=tuple(z.key for z in zones), details=tuple(details))
+        return Discovery(
+            devices=tuple(z.key for z in zones),
+            details=tuple(details),
+            skipped=self._skipped_tuple(),
+        )
+
+    def _skipped_tuple(self) -> tuple[tuple[str, int], ...]:
+        return tuple(sorted(self.skipped.items()))
 
     def read(self) -> SensorRead:
         readings: list[CounterReading] = []

@@ -83,3 +83,4 @@ class Snapshot:
     marginal_intensity: IntensityValue | None = None
     feed: FeedStatus | None = None  # the live provider's state; None with provider "static"
     ledger: LedgerWrites | None = None  # None without a ledger (probe, tests)
+    skipped: tuple[tuple[str, str, int], ...] = ()  # (source, reason, count) found, not counted

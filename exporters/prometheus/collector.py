@@ -186,6 +186,16 @@ class SnapshotCollector(Collector):
                 )
         yield up
         yield status
+        if snap.skipped:
+            skipped = GaugeMetricFamily(
+                "carbonscope_source_skipped_devices",
+                "Devices a source found and does not count, by reason (inside_package: core and "
+                "uncore zones; duplicate: an mmio counter repeating a package; unreadable).",
+                labels=["source", "reason"],
+            )
+            for source, reason, count in snap.skipped:
+                skipped.add_metric([source, reason], count)
+            yield skipped
 
     @staticmethod
     def _gpus(snap: Snapshot) -> Iterator[Metric]:

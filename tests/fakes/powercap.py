@@ -69,11 +69,12 @@ class FakePowercap:
         control_type: str = "intel-rapl",
         max_energy_range_uj: int = DEFAULT_MAX_RANGE_UJ,
     ) -> FakeZone:
-        """Add zone <control_type>:<i>[:<j>]; a child's parent must exist already."""
+        """Add zone <control_type>:<i>[:<j>]; a child's parent must exist already. Indices are
+        written in hex, as the kernel's "%s:%x" does (the eleventh package is intel-rapl:a)."""
         parent = self._control_type(control_type)
         for depth in range(1, len(index)):
-            parent = parent / f"{control_type}:{':'.join(map(str, index[:depth]))}"
-        zone_name = f"{control_type}:{':'.join(map(str, index))}"
+            parent = parent / f"{control_type}:{':'.join(f'{i:x}' for i in index[:depth])}"
+        zone_name = f"{control_type}:{':'.join(f'{i:x}' for i in index)}"
         directory = parent / zone_name
         directory.mkdir()
         _write(directory / "name", f"{name}\n")
