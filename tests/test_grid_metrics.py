@@ -250,7 +250,14 @@ def test_a_jobs_emissions_are_recomputable_from_its_energy_per_period(
 def test_a_version_1_ledger_gains_the_intensity_tables(tmp_path: Path) -> None:
     path = tmp_path / LEDGER_FILE_NAME
     with sqlite3.connect(path) as db:  # what carbonscope 0.1 with job ledger v1 left behind
-        db.executescript(store._SCHEMA.split("CREATE TABLE IF NOT EXISTS intensity_periods")[0])
+        v1_jobs = store._SCHEMA.split("CREATE TABLE IF NOT EXISTS intensity_periods")[0]
+        v1_jobs = v1_jobs.replace(
+            ",\n    duration_s REAL                -- measured on the monotonic clock (NULL: older "
+            "ledgers)",
+            "",
+        )
+        assert "duration_s" not in v1_jobs
+        db.executescript(v1_jobs)
         db.execute(
             "INSERT INTO jobs (job_id, name, kind, user, tags, started_at, processes, updated_at)"
             " VALUES ('j-old', 'kept', 'tagged', 'ml', '{}', 1.0, '[]', 1.0)"
@@ -261,6 +268,6 @@ def test_a_version_1_ledger_gains_the_intensity_tables(tmp_path: Path) -> None:
     assert ledger.periods() == [] and ledger.next_period_id() == 1
     ledger.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
-        assert db.execute("SELECT name FROM jobs").fetchall() == [("kept",)]
+        assert db.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION == 3
+        assert db.execute("SELECT name, duration_s FROM jobs").fetchall() == [("kept", None)]
     db.close()

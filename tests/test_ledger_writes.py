@@ -102,3 +102,22 @@ def test_ledger_writes_are_metrics(tmp_path: Path) -> None:
         assert_promtool_clean(daemon.get().encode())
     finally:
         assert daemon.stop() == 0
+
+
+def test_a_job_duration_is_measured_on_the_monotonic_clock(tmp_path: Path) -> None:
+    wall, mono = [1_800_000_000.0], [100.0]
+    ledger = JobLedger(tmp_path / "ledger.sqlite")
+    registry = JobRegistry(
+        JobsSettings(stop_wait_s=0.0),
+        SensorRoots(tmp_path, Path("/proc")),
+        ledger,
+        wall_clock_s=lambda: wall[0],
+        monotonic_s=lambda: mono[0],
+    )
+    job = registry.register(ME, JobRequest("stepped", (), ()))
+    wall[0] += 3600 + 30  # NTP steps the wall clock an hour forward during the job
+    mono[0] += 30
+    assert registry.get(job.job_id).duration_s == 30.0
+    stopped = registry.stop(ME, job.job_id)
+    assert stopped.to_json(wall[0])["duration_s"] == 30.0  # not 3,630 s
+    assert ledger.get(job.job_id).duration_s == 30.0  # type: ignore[union-attr]

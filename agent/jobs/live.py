@@ -41,9 +41,17 @@ class LiveJob:
     resumed_at: float | None = None  # updated_at of the ledger row it resumed from
     dirty: bool = True
     updated_at: float = 0.0
+    duration_s: float = 0.0  # monotonic seconds run, up to ``mono_mark_s``
+    mono_mark_s: float | None = None  # monotonic time it runs from (None: ended, frozen)
+    downtime_s: float = 0.0  # a resumed job: the agent's downtime, added if it is still alive
 
     @classmethod
-    def resume(cls, record: JobRecord, seq: int) -> LiveJob:
+    def resume(cls, record: JobRecord, seq: int, now_mono_s: float, now_s: float) -> LiveJob:
+        before = (
+            record.duration_s
+            if record.duration_s is not None
+            else max(0.0, record.updated_at - record.started_at)
+        )
         return cls(
             base=record,
             seq=seq,
@@ -51,13 +59,21 @@ class LiveJob:
             resumed_at=record.updated_at,
             dirty=False,
             updated_at=record.updated_at,
+            duration_s=before,
+            mono_mark_s=now_mono_s,
+            downtime_s=max(0.0, now_s - record.updated_at),
         )
+
+    def duration_at(self, now_mono_s: float) -> float:
+        if self.mono_mark_s is None:
+            return self.duration_s
+        return self.duration_s + max(0.0, now_mono_s - self.mono_mark_s)
 
     @property
     def running(self) -> bool:
         return self.ended_at is None
 
-    def record(self) -> JobRecord:
+    def record(self, now_mono_s: float) -> JobRecord:
         base = self.base
         return JobRecord(
             job_id=base.job_id,
@@ -73,6 +89,7 @@ class LiveJob:
             cgroup=self.cgroup.hierarchy_path if self.cgroup else base.cgroup,
             updated_at=self.updated_at,
             energy_by_period=tuple(sorted(self.energy_by_period.items())),
+            duration_s=self.duration_at(now_mono_s),
         )
 
     def forget_written_periods(self, written: JobRecord) -> None:
@@ -83,6 +100,11 @@ class LiveJob:
             for period_id in [p for p in self.energy_by_period if p < newest]:
                 del self.energy_by_period[period_id]
 
-    def end(self, at: float) -> None:
+    def end(self, at: float, now_mono_s: float | None) -> None:
+        """Ended at wall time ``at`` (a stamp); its duration stops at ``now_mono_s`` (None:
+        it ended while the agent was down, at its last write: nothing more is added)."""
+        if now_mono_s is not None:
+            self.duration_s = self.duration_at(now_mono_s)
+        self.mono_mark_s = None
         self.ended_at = at
         self.dirty = True

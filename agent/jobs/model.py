@@ -49,6 +49,9 @@ class JobRecord:
     # (intensity period id, µJ) for the ledger's job_periods table: the job's energy under each
     # intensity value, so its emissions can be recomputed. Not part of the API's JSON.
     energy_by_period: tuple[tuple[int, int], ...] = ()
+    # How long it ran, on the monotonic clock (a wall-clock step changes it not); None in
+    # records from ledgers older than schema 3, whose duration is end - start on the wall.
+    duration_s: float | None = None
 
     @property
     def running(self) -> bool:
@@ -68,7 +71,10 @@ class JobRecord:
             "state": "running" if self.running else "finished",
             "started_at": _iso(self.started_at),
             "ended_at": _iso(self.ended_at) if self.ended_at is not None else None,
-            "duration_s": round(max(0.0, end - self.started_at), 3),
+            "duration_s": round(
+                self.duration_s if self.duration_s is not None else max(0.0, end - self.started_at),
+                3,
+            ),
             "energy_joules": {c.value: uj / UJ_PER_J for c, uj in totals.energy_uj},
             "energy_joules_total": total / UJ_PER_J,
             "energy_kwh": total / UJ_PER_KWH,

@@ -97,7 +97,7 @@ class JobRegistry:
         """A job that was running when the daemon stopped: continue from its stored totals."""
         if record.kind is JobKind.TAGGED:
             self._seq += 1
-            job = LiveJob.resume(record, self._seq)
+            job = LiveJob.resume(record, self._seq, self._monotonic_s(), self._wall_clock_s())
             job.processes = JobProcesses.resumed(record.processes)
             self._jobs[record.job_id] = job
             log.info("resuming job %s (%s) from the ledger", record.job_id, record.name)
@@ -150,10 +150,15 @@ class JobRegistry:
                 started_at=now,
                 updated_at=now,
             )
-            job = LiveJob(base=record, seq=self._seq, processes=JobProcesses.register(stats))
+            job = LiveJob(
+                base=record,
+                seq=self._seq,
+                processes=JobProcesses.register(stats),
+                mono_mark_s=self._monotonic_s(),
+            )
             job.updated_at = now
             self._jobs[job_id] = job
-            record = job.record()
+            record = job.record(self._monotonic_s())
         log.info(
             "job %s (%s) registered by uid %d: pids %s",
             job_id,
@@ -211,8 +216,8 @@ class JobRegistry:
                 while job.running and (left := deadline - self._monotonic_s()) > 0:
                     self._sampled.wait(left)
                 if job.running:  # sampling stalled: end it now rather than never
-                    job.end(self._wall_clock_s())
-            record = job.record()
+                    job.end(self._wall_clock_s(), self._monotonic_s())
+            record = job.record(self._monotonic_s())
         failure = self.flush()  # written on stop
         if failure is not None:  # the job has ended; its totals reach the ledger once it works
             raise JobRequestError(
@@ -234,7 +239,7 @@ class JobRegistry:
         """A job's record; a caller other than root sees only its own jobs (others: 404)."""
         with self._lock:
             job = self._jobs.get(job_id)
-            found = job.record() if job is not None else None
+            found = job.record(self._monotonic_s()) if job is not None else None
         if found is None and self._ledger is not None:
             found = self._ledger.get(job_id)
         if found is None or not _visible(found, caller):
@@ -247,7 +252,7 @@ class JobRegistry:
         uid = None if caller is None or caller.is_root else caller.uid
         with self._lock:
             live = {
-                job_id: job.record()
+                job_id: job.record(self._monotonic_s())
                 for job_id, job in self._jobs.items()
                 if uid is None or job.base.uid == uid
             }
@@ -326,15 +331,22 @@ class JobRegistry:
 
     def _apply(self, plan: MeasurePlan, activity: Activity, now: float) -> None:
         """Jobs that ended or appeared during the interval just measured."""
+        mono = self._monotonic_s()
         for job_id, _processes in plan.tagged:
             job = self._jobs[job_id]
             if job_id not in activity.alive:
                 # A resumed job whose processes did not survive the downtime ended, at the
                 # latest, when it was last written; otherwise it ends now.
-                job.end(job.resumed_at if job.resumed_at is not None else now)
+                if job.resumed_at is not None:  # died while the agent was down
+                    job.end(job.resumed_at, None)
+                else:
+                    job.end(now, mono)
                 log.info("job %s ended: all its processes are gone", job_id)
-            elif job.stop_requested:
-                job.end(now)
+            else:
+                if job.resumed_at is not None:  # survived the downtime: it ran meanwhile
+                    job.duration_s += job.downtime_s
+                if job.stop_requested:
+                    job.end(now, mono)
             job.resumed_at = None
         if not self._settings.detect_cgroups:
             self._end_unresumed_cgroup_jobs()
@@ -346,21 +358,22 @@ class JobRegistry:
         for job_id in plan.cgroups_running:
             job = self._jobs[job_id]
             if job_id in activity.gone_cgroups or job.stop_requested:
-                job.end(now)
+                job.end(now, mono)
                 if job.stop_requested:  # never re-created while its cgroup lingers
                     self._retired_cgroups.add(job_id)
             elif job_id in activity.cgroups:
                 job.cgroup = activity.cgroups[job_id]
         for found in activity.new_cgroups:  # gone again within its first interval
             if found.cgroup.job_id in activity.gone_cgroups:
-                self._jobs[found.cgroup.job_id].end(now)
+                self._jobs[found.cgroup.job_id].end(now, mono)
 
     def _add_cgroup_job(self, found: NewCgroup, now: float) -> None:
         cgroup = found.cgroup
         stored = self._resumable_cgroup_jobs.pop(cgroup.job_id, None)
         self._seq += 1
         if stored is not None:
-            job = LiveJob.resume(stored, self._seq)
+            job = LiveJob.resume(stored, self._seq, self._monotonic_s(), self._wall_clock_s())
+            job.duration_s += job.downtime_s  # its cgroup is still there: it ran meanwhile
         else:
             record = JobRecord(
                 job_id=cgroup.job_id,
@@ -373,7 +386,7 @@ class JobRegistry:
                 cgroup=cgroup.hierarchy_path,
                 updated_at=now,
             )
-            job = LiveJob(base=record, seq=self._seq)
+            job = LiveJob(base=record, seq=self._seq, mono_mark_s=self._monotonic_s())
             log.info(
                 "found %s job %s at %s", cgroup.scheduler, cgroup.job_id, cgroup.hierarchy_path
             )
@@ -384,8 +397,8 @@ class JobRegistry:
         """Slurm jobs and pods that were running at shutdown and whose cgroup is gone."""
         for job_id, record in self._resumable_cgroup_jobs.items():
             self._seq += 1
-            job = LiveJob.resume(record, self._seq)
-            job.end(record.updated_at)
+            job = LiveJob.resume(record, self._seq, self._monotonic_s(), self._wall_clock_s())
+            job.end(record.updated_at, None)
             self._jobs[job_id] = job
             log.info("job %s ended while the agent was down", job_id)
         self._resumable_cgroup_jobs.clear()
@@ -399,7 +412,7 @@ class JobRegistry:
             return None
         with self._lock:
             dirty = [job for job in self._jobs.values() if job.dirty]
-            records = [job.record() for job in dirty]
+            records = [job.record(self._monotonic_s()) for job in dirty]
             for job in dirty:
                 job.dirty = False
         try:

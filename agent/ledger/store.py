@@ -4,7 +4,7 @@ accounted under it: agent/accounting/intensity_log.py).
 
 Energy is stored as integer microjoules per component, so sums in reports are exact;
 emissions as grams (REAL). Schema changes bump ``user_version``; version 1 ledgers gain the
-intensity table when opened.
+intensity tables when opened, version 2 ledgers the jobs' ``duration_s`` column.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from carbonscope.jobs.model import JobKind, JobRecord
 from carbonscope.sensors.base import Component
 from carbonscope.snapshot import LedgerWrites
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 LEDGER_FILE_NAME = "ledger.sqlite"  # in agent.state_dir
 _COMPONENTS = (Component.CPU, Component.DRAM, Component.GPU, Component.PLATFORM)
 _SCHEMA = """
@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     emissions_market_g REAL NOT NULL DEFAULT 0,
     processes TEXT NOT NULL,       -- JSON [[pid, start_ticks], ...]
     cgroup TEXT,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    duration_s REAL                -- measured on the monotonic clock (NULL: older ledgers)
 );
 CREATE INDEX IF NOT EXISTS jobs_started ON jobs (started_at);
 CREATE INDEX IF NOT EXISTS jobs_running ON jobs (ended_at) WHERE ended_at IS NULL;
@@ -82,7 +83,7 @@ CREATE TABLE IF NOT EXISTS job_periods (  -- a job's energy under each intensity
 _COLUMNS = (
     "job_id, name, kind, uid, user, tags, started_at, ended_at, cpu_uj, dram_uj, gpu_uj, "
     "platform_uj, measured_uj, modelled_uj, emissions_location_g, emissions_market_g, "
-    "processes, cgroup, updated_at"
+    "processes, cgroup, updated_at, duration_s"
 )
 
 
@@ -165,6 +166,9 @@ class JobLedger:
                     f"understands ({SCHEMA_VERSION})"
                 )
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+            if "duration_s" not in columns:  # a version 1 or 2 ledger
+                self._db.execute("ALTER TABLE jobs ADD COLUMN duration_s REAL")
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (sqlite3.Error, OSError) as exc:
             raise LedgerError(f"cannot open the job ledger {path}: {exc}") from None
@@ -298,13 +302,14 @@ def _row(record: JobRecord) -> tuple[object, ...]:
         json.dumps([list(identity) for identity in record.processes]),
         record.cgroup,
         record.updated_at,
+        record.duration_s,
     )
 
 
 def _record(row: tuple[object, ...]) -> JobRecord:
     (job_id, name, kind, uid, user, tags, started, ended, *rest) = row
     energy, rest = rest[:4], rest[4:]
-    measured, modelled, location_g, market_g, processes, cgroup, updated = rest
+    measured, modelled, location_g, market_g, processes, cgroup, updated, duration = rest
     return JobRecord(
         job_id=str(job_id),
         name=str(name),
@@ -327,4 +332,5 @@ def _record(row: tuple[object, ...]) -> JobRecord:
         processes=tuple((int(pid), int(start)) for pid, start in json.loads(str(processes))),
         cgroup=None if cgroup is None else str(cgroup),
         updated_at=float(str(updated)),
+        duration_s=None if duration is None else float(str(duration)),
     )
