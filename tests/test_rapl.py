@@ -252,3 +252,21 @@ def test_zones_in_a_class_powercap_of_plain_directories(
     clock.advance(1.0)
     energies = {d.key.device: d.energy_uj for d in monitor.sample().devices}
     assert energies == {"package-0": 7_000_000, "dram-0": 7_000_000, "package-1": 0, "dram-1": 0}
+
+
+def test_a_zone_declaring_its_max_power_gets_its_own_ceiling(
+    sysfs: Path, make_monitor: MonitorFactory, clock: ManualClock
+) -> None:
+    tree = FakePowercap(sysfs)
+    zone = tree.add_zone((0,), "package-0", 1_000_000_000)
+    (zone.path / "constraint_0_max_power_uw").write_text("100000000\n")  # 100 W: ceiling 200 W
+    monitor = make_monitor(rapl(sysfs))
+    monitor.sample()
+    zone.advance(190_000_000)  # 190 W: plausible for this zone
+    clock.advance(1.0)
+    assert monitor.sample().devices[0].energy_uj == 190_000_000
+    zone.advance(500_000_000)  # 500 W: within the global 2 kW, not within this zone's 200 W
+    clock.advance(1.0)
+    held = monitor.sample()
+    assert held.devices[0].energy_uj == 190_000_000
+    assert dict(held.devices[0].counter_events) == {"rejected": 1}

@@ -199,7 +199,8 @@ class Monitor:
                     continue
                 if isinstance(reading, CounterReading):
                     self._counters.add(reading.key)
-                    delta = account.add_counter(reading, now_ns, self._max_plausible_uw)
+                    ceiling = reading.max_plausible_uw or self._max_plausible_uw
+                    delta = account.add_counter(reading, now_ns, ceiling)
                     if account.last_event in (CounterEvent.REJECTED, CounterEvent.INVALID):
                         flagged[reading.key] = _flag(reading, account)
                 else:

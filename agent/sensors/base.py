@@ -46,6 +46,7 @@ class CounterReading:
     energy_uj: int
     max_energy_range_uj: int
     measured_at_ns: int | None = None  # monotonic ns when measured; None: during this sample
+    max_plausible_uw: int | None = None  # the device's own power ceiling; None: the default
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ class RaplZone:
     path: Path
     key: DeviceKey
     max_energy_range_uj: int
+    max_plausible_uw: int | None = None  # twice the zone's highest constraint max_power_uw
 
 
 def _zone_key(name: str, parent: str | None) -> DeviceKey | None:
@@ -123,6 +124,17 @@ class RaplSensor:
                 continue
         return sorted(zones)
 
+    def _ceiling_uw(self, zone_dir: Path) -> int | None:
+        """Twice the highest ``constraint_*_max_power_uw`` the zone declares (the most the
+        hardware lets its limits be set to), or None when it declares none."""
+        highest = 0
+        for path in sorted(zone_dir.glob("constraint_*_max_power_uw")):
+            try:
+                highest = max(highest, self._read_int(path))
+            except (OSError, ValueError):
+                continue
+        return 2 * highest if highest > 0 else None
+
     def _zones_of(self, control_type: str) -> tuple[list[RaplZone], list[str]]:
         """The zones carbonscope counts, and what it skipped and why. One unreadable or odd
         zone is skipped alone: it never drops the others."""
@@ -144,7 +156,7 @@ class RaplSensor:
                 skipped.append(f"{zone_dir.name}: unreadable ({exc})")
                 self.skipped[SKIP_UNREADABLE] += 1
                 continue
-            zones.append(RaplZone(zone_dir, key, max_range))
+            zones.append(RaplZone(zone_dir, key, max_range, self._ceiling_uw(zone_dir)))
         return zones, skipped
 
     def discover(self) -> Discovery:
@@ -215,7 +227,14 @@ class RaplSensor:
             except (OSError, ValueError) as exc:
                 statuses.append(self._status(zone, SourceStatus.ERROR, f"{path}: {exc}"))
                 continue
-            readings.append(CounterReading(zone.key, value, zone.max_energy_range_uj))
+            readings.append(
+                CounterReading(
+                    zone.key,
+                    value,
+                    zone.max_energy_range_uj,
+                    max_plausible_uw=zone.max_plausible_uw,
+                )
+            )
             statuses.append(self._status(zone, SourceStatus.OK))
         return SensorRead(tuple(readings), tuple(statuses))
 
