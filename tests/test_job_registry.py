@@ -297,7 +297,7 @@ def test_job_creation_is_rate_limited_per_user(
 ) -> None:
     now = [1000.0]
     world = World(tmp_path, make_monitor, clock, JobsSettings(max_created_per_minute=3))
-    world.registry._monotonic_s = lambda: now[0]  # the quota's clock
+    world.registry._creations._monotonic_s = lambda: now[0]  # the quota's clock
     world.spawn(10)
     world.spawn(20, uid=1001)
     for n in range(3):

@@ -13,7 +13,8 @@ from carbonscope.carbon.intensity import IntensityProvider
 from carbonscope.carbon.location import ResolvedLocation, resolve_location
 from carbonscope.carbon.providers.registry import build_intensity_provider
 from carbonscope.config.schema import Config, JobsSection
-from carbonscope.jobs.registry import JobRegistry, JobsSettings
+from carbonscope.jobs.registry import JobRegistry
+from carbonscope.jobs.settings import JobsSettings
 from carbonscope.ledger import LEDGER_FILE_NAME, JobLedger
 from carbonscope.sampling.monitor import CarbonSettings, Monitor
 from carbonscope.sensors.base import SensorRoots

@@ -26,7 +26,8 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 from carbonscope.errors import CarbonscopeError
-from carbonscope.jobs.registry import Caller, JobRegistry
+from carbonscope.jobs.model import Caller
+from carbonscope.jobs.registry import JobRegistry
 from carbonscope.jobs.validation import JobRequestError, parse_job_request, validate_job_id
 
 log = logging.getLogger(__name__)

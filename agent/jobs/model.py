@@ -24,6 +24,19 @@ def user_name(uid: int | None) -> str:
         return str(uid)
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who is on the other end of the socket (SO_PEERCRED)."""
+
+    pid: int
+    uid: int
+    gid: int
+
+    @property
+    def is_root(self) -> bool:
+        return self.uid == 0
+
+
 class JobKind(StrEnum):
     TAGGED = "tagged"  # registered through the job API
     SLURM = "slurm"

@@ -16,16 +16,16 @@ import logging
 import secrets
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from carbonscope.accounting.attribution import Bucket, SampleEnergy, attribute_sample
 from carbonscope.accounting.emissions import Emissions
 from carbonscope.jobs.activity import Activity, ActivityMeter, MeasurePlan, NewCgroup
 from carbonscope.jobs.live import JobShare, LiveJob
-from carbonscope.jobs.model import JobKind, JobRecord, user_name
+from carbonscope.jobs.model import Caller, JobKind, JobRecord, user_name
 from carbonscope.jobs.processes import JobProcesses
+from carbonscope.jobs.quotas import CreationQuota
+from carbonscope.jobs.settings import JobsSettings
 from carbonscope.jobs.store import JobStore
 from carbonscope.jobs.validation import JobRequest, JobRequestError
 from carbonscope.jobs.view import attribution_view, expired
@@ -35,30 +35,7 @@ from carbonscope.snapshot import AttributionView
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is on the other end of the socket (SO_PEERCRED)."""
-
-    pid: int
-    uid: int
-    gid: int
-
-    @property
-    def is_root(self) -> bool:
-        return self.uid == 0
-
-
-@dataclass(frozen=True)
-class JobsSettings:
-    keep_finished_s: float = 3600.0
-    max_exported: int = 200
-    promoted_tags: tuple[str, ...] = ("team", "project")
-    detect_cgroups: bool = True
-    max_running_per_user: int = 256
-    max_created_per_minute: int = 120  # per uid, a sliding minute on the monotonic clock
-    max_finished_per_user: int = 1000  # finished jobs kept in memory per uid (all in the ledger)
-    stop_wait_s: float = 5.0  # how long a stop waits for the sample that closes the job
+__all__ = ["Caller", "JobRegistry", "JobsSettings"]
 
 
 class JobRegistry:
@@ -85,7 +62,7 @@ class JobRegistry:
         self._seq = 0
         self._buckets: dict[tuple[Component, Bucket], int] = {}
         self._retired_cgroups: set[str] = set()
-        self._created: dict[int, deque[float]] = {}  # uid -> monotonic times, last minute
+        self._creations = CreationQuota(settings.max_created_per_minute, monotonic_s)
         self._resumable_cgroup_jobs: dict[str, JobRecord] = {}
         if ledger is not None:
             for record in ledger.running():
@@ -136,7 +113,7 @@ class JobRegistry:
                     f"(at most {self._settings.max_running_per_user})",
                     status=429,
                 )
-            self._charge_creation(caller.uid)
+            self._creations.charge(caller.uid)
             if job_id in self._jobs:  # registered meanwhile: 48 random bits make this moot
                 raise JobRequestError("job id collision, please retry", status=503)
             self._seq += 1
@@ -175,21 +152,6 @@ class JobRegistry:
                 status=503,
             )
         return record
-
-    def _charge_creation(self, uid: int) -> None:
-        """Count one creation against the uid's per-minute quota, or refuse it (429)."""
-        limit = self._settings.max_created_per_minute
-        now = self._monotonic_s()
-        created = self._created.setdefault(uid, deque(maxlen=limit))
-        while created and now - created[0] >= 60.0:
-            created.popleft()
-        if len(created) >= limit:
-            raise JobRequestError(
-                f"uid {uid} created {len(created)} jobs in the last minute (at most {limit}); "
-                f"retry in {60.0 - (now - created[0]):.0f}s",
-                status=429,
-            )
-        created.append(now)
 
     def _unused_job_id(self) -> str:
         """A fresh id, checked against the ledger outside the lock the sampler takes."""
