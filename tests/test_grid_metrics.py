@@ -11,7 +11,7 @@ from carbonscope.accounting.intensity_log import IntensityLog
 from carbonscope.carbon.intensity import MARGINAL, ForecastPoint
 from carbonscope.carbon.providers.base import FetchErrorReason, ProviderError
 from carbonscope.exporters.prometheus import render
-from carbonscope.exporters.prometheus.collector import forecast_by_hour
+from carbonscope.exporters.prometheus.grid import forecast_by_hour
 from carbonscope.jobs.registry import Caller, JobRegistry, JobsSettings
 from carbonscope.jobs.validation import JobRequest
 from carbonscope.ledger import LEDGER_FILE_NAME, JobLedger, store
