@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 DEV_PKG := build/dev/carbonscope
 
-.PHONY: run test lint bench test-tools dev-tree clean
+.PHONY: run test lint bench soak test-tools dev-tree clean
 
 ## dev-tree: the `carbonscope` package as the editable install sees it: agent/'s entries and
 ## exporters/ as symlinks (pyproject.toml maps them the same way into the wheel)
@@ -58,6 +58,10 @@ lint: $(STAMP) dev-tree
 ## bench: sampling and scrape cost, printed as a table
 bench: $(STAMP) dev-tree
 	$(BIN)/python benchmarks/run.py
+
+## soak: the daemon for SOAK_MINUTES (30) under jobs and scrapes; RSS and fds every minute
+soak: $(STAMP) dev-tree
+	$(BIN)/python benchmarks/soak.py
 
 clean:
 	rm -rf $(VENV) build/dev .pytest_cache .mypy_cache .ruff_cache
