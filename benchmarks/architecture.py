@@ -9,9 +9,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.timing import timed
 from carbonscope.carbon.intensity import StaticIntensityProvider
 from carbonscope.carbon.location import ResolvedLocation
 from carbonscope.daemon.runner import SWITCH_INTERVAL_S
@@ -75,15 +75,6 @@ def _monitor(sensors: list[Sensor]) -> Monitor:
     )
 
 
-def _timed(fn: Callable[[], object], repeat: int) -> list[float]:
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return samples
-
-
 def hung_polled_source_rows(sysfs: Path) -> list[Row]:
     """Sample p99 with a polled source whose reads hang past their timeout, against the same
     sample without it, in the same run."""
@@ -93,8 +84,8 @@ def hung_polled_source_rows(sysfs: Path) -> list[Row]:
     with_hung = _monitor([RaplSensor(SensorRoots(sysfs=sysfs)), polled])
     polled.start()  # every read hangs: the poller times out and then refuses to start another
     try:
-        baseline = _timed(plain.sample, 2000)
-        hung = _timed(with_hung.sample, 2000)
+        baseline = timed(plain.sample, 2000)
+        hung = timed(with_hung.sample, 2000)
     finally:
         release.set()
         polled.stop()

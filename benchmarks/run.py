@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.architecture import hung_polled_source_rows, job_api_under_scan_rows
+from benchmarks.timing import timed
 from carbonscope.accounting.intensity_log import IntensityLog
 from carbonscope.carbon.feed import FeedSettings, IntensityFeed
 from carbonscope.carbon.intensity import IntensityProvider, StaticIntensityProvider
@@ -32,15 +33,6 @@ from carbonscope.sensors.rapl import RaplSensor
 from tests.daemon import Daemon
 from tests.fakes.powercap import FakePowercap
 from tests.fakes.procfs import FakeProcess, make_procfs, write_process, write_uptime
-
-
-def timed(fn: Callable[[], object], repeat: int) -> list[float]:
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return samples
 
 
 def timing_row(label: str, samples: list[float]) -> tuple[str, str, str, str, str]:
