@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Annotated
+
+from pydantic import BeforeValidator
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -38,3 +41,7 @@ def format_duration(seconds: float) -> str:
         if amount >= 1 and amount == int(amount):
             return f"{int(amount)}{unit}"
     return f"{round(seconds * 1000, 3):g}ms"
+
+
+# A config field holding a duration: accepts "500ms", "1s", ... or a number of seconds.
+Duration = Annotated[float, BeforeValidator(parse_duration)]

@@ -11,11 +11,19 @@ import pytest
 
 from carbonscope.exporters.prometheus import render
 from carbonscope.sensors.base import Component, DeviceKey, SourceStatus
+from carbonscope.sensors.bounded import DeadlineSensor
 from carbonscope.sensors.nvml import NvmlSensor
 from tests.conftest import MonitorFactory, require_tool
 from tests.daemon import Daemon
 from tests.fakes.clock import ManualClock
-from tests.fakes.nvml import GPU_IS_LOST, NO_PERMISSION, NOT_SUPPORTED, FakeGpu, FakeNvml
+from tests.fakes.nvml import (
+    GPU_IS_LOST,
+    HANG,
+    NO_PERMISSION,
+    NOT_SUPPORTED,
+    FakeGpu,
+    FakeNvml,
+)
 from tests.fakes.powercap import two_socket_server
 
 
@@ -72,6 +80,7 @@ def test_without_energy_counter_power_is_integrated_within_1_percent(
     assert snapshot.gpus[0].energy_method == "integrated"
 
 
+@pytest.mark.faults
 def test_gpu_lost_mid_run_goes_error_others_count_and_it_comes_back(
     fake_nvml: FakeNvml, make_monitor: MonitorFactory, clock: ManualClock
 ) -> None:
@@ -99,6 +108,61 @@ def test_gpu_lost_mid_run_goes_error_others_count_and_it_comes_back(
     assert statuses(back)["gpu1"] is SourceStatus.OK
     # the counter kept running while the GPU was unreachable: nothing lost once it is back
     assert energy(back) == {"gpu0": 200_000_000, "gpu1": 200_000_000, "gpu2": 200_000_000}
+
+
+@pytest.mark.faults
+def test_a_hung_nvml_call_costs_a_status_never_a_sample_nor_a_joule(
+    fake_nvml: FakeNvml, make_monitor: MonitorFactory, clock: ManualClock
+) -> None:
+    fake_nvml.gpus = [FakeGpu(energy_mj=1000) for _ in range(2)]
+    fake_nvml.write()
+    monitor = make_monitor(DeadlineSensor(NvmlSensor(), timeout_s=0.2))
+    monitor.sample()
+
+    def add_energy(hang: bool) -> None:
+        for gpu in fake_nvml.gpus:
+            gpu.energy_mj += 100_000
+        fake_nvml.gpus[1].errors = {"nvmlDeviceGetTotalEnergyConsumption": HANG} if hang else {}
+        fake_nvml.write()
+        clock.advance(1.0)
+
+    try:
+        add_energy(hang=True)
+        started = time.monotonic()
+        hung = monitor.sample()
+        # Without the deadline this sample would wait for as long as the driver hangs.
+        assert time.monotonic() - started < 5.0
+        assert statuses(hung) == {"gpu0": SourceStatus.ERROR, "gpu1": SourceStatus.ERROR}
+        (reason,) = {s.reason for s in hung.statuses if s.source == "nvml"}
+        assert reason.startswith("read timed out after 0.2s")
+        still = monitor.sample()  # the call is still hanging: no second call is started
+        assert all("still running" in s.reason for s in still.statuses if s.source == "nvml")
+        assert energy(still) == {"gpu0": 0, "gpu1": 0}
+    finally:
+        add_energy(hang=False)  # the driver answers again: the hung call returns
+    deadline = time.monotonic() + 10
+    while statuses(back := monitor.sample()) != {"gpu0": SourceStatus.OK, "gpu1": SourceStatus.OK}:
+        assert time.monotonic() < deadline, back.statuses
+        time.sleep(0.02)
+    # Both counters ran on while NVML hung: the first good read counts the whole gap, once.
+    assert energy(back) == {"gpu0": 200_000_000, "gpu1": 200_000_000}
+    assert back.node_energy_uj == 400_000_000
+
+
+def test_a_hung_nvml_init_is_an_error_status_and_the_agent_carries_on(
+    fake_nvml: FakeNvml,
+) -> None:
+    fake_nvml.library_errors = {"nvmlInitWithFlags": HANG}
+    fake_nvml.write()
+    sensor = DeadlineSensor(NvmlSensor(), timeout_s=0.1, discovery_timeout_s=0.3)
+    try:
+        found = sensor.discover()
+    finally:
+        fake_nvml.library_errors = {}
+        fake_nvml.write()
+    assert not found.devices
+    assert [(s.device, s.status) for s in found.statuses] == [("all", SourceStatus.ERROR)]
+    assert found.statuses[0].reason == "discovery timed out after 0.3s"
 
 
 def test_not_supported_utilisation_leaves_everything_else(

@@ -18,12 +18,10 @@ from pydantic import (
 )
 
 from carbonscope.codecarbon_data import normalise_location
-from carbonscope.durations import format_duration, parse_duration
+from carbonscope.durations import Duration, format_duration, parse_duration
 from carbonscope.labels import TAG_KEY
 from carbonscope.sensors.catalogue import PLANNED_SOURCES, SOURCES, source_names
 from carbonscope.sensors.selection import AUTO
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 def _duration_between(low: str, high: str | None = None) -> AfterValidator:

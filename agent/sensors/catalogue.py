@@ -25,6 +25,7 @@ from carbonscope.sensors.base import (
     SourceSettings,
     read_sysfs_text,
 )
+from carbonscope.sensors.bounded import DeadlineSensor, DeadlineSettings
 
 
 class SourceRole(StrEnum):
@@ -66,7 +67,10 @@ SOURCES: tuple[SourceSpec, ...] = (
         "nvml",
         SourceRole.MEASURES,
         frozenset({Component.GPU}),
-        lambda ctx, _settings: nvml.NvmlSensor(ctx.load_nvml),
+        # NVML calls are driver ioctls that can hang (a GPU falling off the bus, an Xid): each
+        # read waits at most [sensors.nvml] timeout, then the GPUs show `error` for a sample.
+        lambda ctx, settings: DeadlineSensor(nvml.NvmlSensor(ctx.load_nvml), settings.timeout),
+        DeadlineSettings,
     ),
     SourceSpec(
         "model",

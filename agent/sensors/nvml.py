@@ -7,6 +7,8 @@ a GPU without it falls back to integrating ``nvmlDeviceGetPowerUsage`` (mW), and
 (``energy_method="integrated"``). NVML errors map to statuses per GPU and per function:
 NOT_SUPPORTED drops that one reading, GPU_IS_LOST marks the GPU ``error`` and it is looked
 for again on each later sample. Power and energy are per physical GPU, never per MIG instance.
+The catalogue wraps this reader in a DeadlineSensor (bounded.py): a call that hangs in the
+driver costs a status, never a sample.
 """
 
 from __future__ import annotations

@@ -16,11 +16,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from pydantic import BeforeValidator
 
-from carbonscope.durations import parse_duration
+from carbonscope.durations import Duration, parse_duration
 from carbonscope.periodic import PeriodicThread
 from carbonscope.sensors.base import (
     DeviceStatus,
@@ -31,12 +31,11 @@ from carbonscope.sensors.base import (
     SourceSettings,
     SourceStatus,
 )
+from carbonscope.sensors.bounded import BoundedCall, CallTimedOut
 from carbonscope.units import NS_PER_S
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-Duration = Annotated[float, BeforeValidator(parse_duration)]
 OptionalDuration = Annotated[
     float | None, BeforeValidator(lambda v: None if v in ("", None) else parse_duration(v))
 ]
@@ -48,10 +47,6 @@ class PolledSettings(SourceSettings):
     period: Duration | None = None  # None: the catalogue's default period
     timeout: Duration | None = None  # None: the period
     max_age: OptionalDuration = None  # None: three periods
-
-
-class _Timeout(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -81,7 +76,7 @@ class PolledSensor:
         self._latest: _Latest | None = None
         self._last_error = ""
         self._devices: tuple[str, ...] = ()
-        self._hung: threading.Thread | None = None  # a read that outlived its timeout
+        self._call = BoundedCall(inner.name)
         self._poller = PeriodicThread(f"poll-{self.name}", self._poll_and_wait)
 
     @classmethod
@@ -99,37 +94,11 @@ class PolledSensor:
 
     # -- the reader's side (its own thread) --------------------------------------------------
 
-    def _bounded(self, call: Callable[[], T], what: str) -> T:
-        """``call()`` on a worker thread, abandoned after the timeout (raises _Timeout)."""
-        if self._hung is not None and self._hung.is_alive():
-            raise _Timeout(
-                f"the previous {what} timed out after {self.timeout_s:g}s and is still "
-                "running: not starting another"
-            )
-        box: list[T] = []
-        failure: list[BaseException] = []
-
-        def work() -> None:
-            try:
-                box.append(call())
-            except BaseException as exc:  # noqa: BLE001 - handed to the poller thread
-                failure.append(exc)
-
-        worker = threading.Thread(target=work, name=f"{self.name}-{what}", daemon=True)
-        worker.start()
-        worker.join(self.timeout_s)
-        if worker.is_alive():
-            self._hung = worker
-            raise _Timeout(f"{what} timed out after {self.timeout_s:g}s")
-        if failure:
-            raise failure[0]
-        return box[0]
-
     def discover(self) -> Discovery:
         try:
-            found = self._bounded(self.inner.discover, "discovery")
+            found = self._call(self.inner.discover, "discovery", self.timeout_s)
         except Exception as exc:  # noqa: BLE001 - a failing source is a status, never a crash
-            reason = str(exc) if isinstance(exc, _Timeout) else f"{type(exc).__name__}: {exc}"
+            reason = str(exc) if isinstance(exc, CallTimedOut) else f"{type(exc).__name__}: {exc}"
             return Discovery(statuses=(DeviceStatus(self.name, "all", SourceStatus.ERROR, reason),))
         self._devices = tuple(key.device for key in found.devices)
         return found
@@ -137,9 +106,9 @@ class PolledSensor:
     def poll_once(self) -> None:
         """One read of the wrapped source (the poll thread calls this every period)."""
         try:
-            result = self._bounded(self.inner.read, "read")
+            result = self._call(self.inner.read, "read", self.timeout_s)
         except Exception as exc:  # noqa: BLE001 - a failing read is a status, never a crash
-            message = str(exc) if isinstance(exc, _Timeout) else f"{type(exc).__name__}: {exc}"
+            message = str(exc) if isinstance(exc, CallTimedOut) else f"{type(exc).__name__}: {exc}"
             with self._lock:
                 repeated, self._last_error = message == self._last_error, message
             # Once per kind of failure, not once per period: a dead BMC must not flood the log.

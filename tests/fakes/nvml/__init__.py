@@ -17,6 +17,7 @@ NOT_FOUND = 6
 DRIVER_NOT_LOADED = 9
 GPU_IS_LOST = 15
 UNKNOWN = 999
+HANG = 100_000  # not an NVML code: the fake blocks the call until the error is removed
 
 
 def build_library(directory: Path) -> Path:

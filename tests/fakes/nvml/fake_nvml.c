@@ -9,12 +9,14 @@
  *   gpu I key=value ...     keys: name (underscores for spaces), uuid, energy_mj, power_mw,
  *                           limit_mw, util_gpu, util_mem, mem_total, mem_used, mig, mig_count
  *   proc I PID USED_BYTES SM_UTIL
- *   err I FUNCTION CODE     I = -1 for library-wide calls; FUNCTION = * for every call
+ *   err I FUNCTION CODE     I = -1 for library-wide calls; FUNCTION = * for every call;
+ *                           CODE 100000 (HANG) blocks the call until the line is gone
  * Struct layouts follow nvml.h as mirrored by pynvml (c_nvmlProcessInfo_v2_t, ...).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_GPUS 64
 #define MAX_PROCS 32
@@ -23,6 +25,7 @@
 
 typedef int nvmlReturn_t;
 enum {
+    HANG = 100000, /* not an NVML code: the call hangs, as a wedged driver ioctl does */
     OK = 0, UNINITIALIZED = 1, INVALID_ARGUMENT = 2, NOT_SUPPORTED = 3, NOT_FOUND = 6,
     INSUFFICIENT_SIZE = 7, DRIVER_NOT_LOADED = 9, GPU_IS_LOST = 15, UNKNOWN = 999
 };
@@ -103,10 +106,18 @@ static void load_state(void) {
 }
 
 static int injected(int gpu, const char *fn) {
-    for (int k = 0; k < err_count; k++)
-        if (errs[k].gpu == gpu && (!strcmp(errs[k].fn, fn) || !strcmp(errs[k].fn, "*")))
-            return errs[k].code;
-    return OK;
+    for (;;) {
+        int code = OK;
+        for (int k = 0; k < err_count; k++)
+            if (errs[k].gpu == gpu && (!strcmp(errs[k].fn, fn) || !strcmp(errs[k].fn, "*"))) {
+                code = errs[k].code;
+                break;
+            }
+        if (code != HANG) return code;
+        struct timespec pause = {0, 10 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+        load_state();
+    }
 }
 
 /* Every device call: reload state, resolve the handle, apply injected errors. */
