@@ -117,6 +117,7 @@ class Recorder:
         self.until(lambda o: o.samples >= start + count)
 
 
+@pytest.mark.faults
 def test_emissions_follow_the_provider_sample_by_sample_through_an_outage(
     tmp_path: Path, api: GridApiServer
 ) -> None:
@@ -135,11 +136,15 @@ def test_emissions_follow_the_provider_sample_by_sample_through_an_outage(
         recorder.until(lambda o: o.intensity == 400.0)
         recorder.samples(4)
 
-        # The provider goes down: a 401, a 429 asking for 1 s, then 500s.
+        # The provider goes bad: a 401, a 429 asking for 1 s, an answer slower than the
+        # timeout, one trickling in a byte at a time, garbage, then 500s.
         api.fail_next(
             LATEST_PATH,
             Failure(401, {"message": "Invalid authentication credentials"}),
             Failure(429, {"message": "Too many requests"}, headers={"Retry-After": "1"}),
+            Failure(200, {"carbonIntensity": 1.0}, delay_s=1.5),
+            Failure(200, raw=b'{"carbonIntensity": 999, "datetime": "x"}', trickle_s=0.1),
+            Failure(200, raw=b"<html><body>502 Bad Gateway</body></html>"),
         )
         api.fail_always(LATEST_PATH, Failure(500, {"error": "Internal Server Error"}))
         recorder.until(lambda o: o.status == "stale")
@@ -160,6 +165,9 @@ def test_emissions_follow_the_provider_sample_by_sample_through_an_outage(
         ]
         assert age and float(age[0].split()[-1]) > 3.0
         recorder.samples(3)
+        recorder.until(lambda _o: not api.failures[LATEST_PATH])  # every scripted answer given
+        scripted = len(api.requests_to(LATEST_PATH))
+        recorder.until(lambda _o: len(api.requests_to(LATEST_PATH)) > scripted)  # then a 500
 
         api.fail_always(LATEST_PATH, None)  # back
         recorder.until(lambda o: o.provider == "electricitymaps" and o.status == "ok")
@@ -204,6 +212,8 @@ def test_emissions_follow_the_provider_sample_by_sample_through_an_outage(
     # The token is nowhere: not in the log (which has the errors), not in /metrics, not stored.
     log = daemon.log_text()
     assert "HTTP 500" in log and "HTTP 401" in log and "HTTP 429" in log
+    assert "no answer within 1s" in log and "no whole answer within 1s" in log
+    assert "body is not JSON" in log
     assert api.em_token not in log
     assert all(api.em_token not in text for text in recorder.scrapes)
     assert api.em_token.encode() not in (daemon.state_dir / LEDGER_FILE_NAME).read_bytes()

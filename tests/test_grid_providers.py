@@ -20,7 +20,7 @@ from carbonscope.carbon.providers.electricitymaps import (
     LATEST_PATH,
     ElectricityMapsSource,
 )
-from carbonscope.carbon.providers.http import JsonHttp, parse_retry_after
+from carbonscope.carbon.providers.http import MAX_BODY_BYTES, JsonHttp, parse_retry_after
 from carbonscope.carbon.providers.registry import build_intensity_provider
 from carbonscope.carbon.providers.secrets import redact
 from carbonscope.carbon.providers.uk import UkCarbonIntensitySource
@@ -172,6 +172,35 @@ def test_a_slow_api_times_out(api: GridApiServer, tmp_path: Path) -> None:
     error = fetch_error(electricitymaps(api, tmp_path, timeout_s=0.3))
     assert error.reason is FetchErrorReason.TIMEOUT
     assert time.monotonic() - started < 1.4
+
+
+def test_an_answer_trickling_in_is_cut_at_the_timeout_for_the_whole_answer(
+    api: GridApiServer, tmp_path: Path
+) -> None:
+    """A byte every 0.1 s never trips a per-read timeout; the whole answer has one."""
+    body = b'{"zone": "DE", "carbonIntensity": 300, "datetime": "2026-01-01T00:00:00Z"}'
+    api.fail_next(LATEST_PATH, Failure(200, raw=body, trickle_s=0.1))
+    started = time.monotonic()
+    error = fetch_error(electricitymaps(api, tmp_path, timeout_s=0.5))
+    assert error.reason is FetchErrorReason.TIMEOUT
+    assert "no whole answer within 0.5s" in str(error)
+    assert time.monotonic() - started < 2.0  # the body alone would take 7 s
+
+
+@pytest.mark.parametrize("declare_length", [True, False])
+def test_an_answer_too_large_to_be_an_intensity_is_refused(
+    api: GridApiServer, tmp_path: Path, declare_length: bool
+) -> None:
+    huge = b"[" + b"0," * (MAX_BODY_BYTES // 2) + b"0]"
+    api.fail_next(LATEST_PATH, Failure(200, raw=huge, declare_length=declare_length))
+    error = fetch_error(electricitymaps(api, tmp_path))
+    assert error.reason is FetchErrorReason.MALFORMED
+    assert str(MAX_BODY_BYTES) in str(error)
+
+
+def test_json_nested_too_deep_is_malformed_not_a_crash(api: GridApiServer, tmp_path: Path) -> None:
+    api.fail_next(LATEST_PATH, Failure(200, raw=b"[" * 100_000 + b"]" * 100_000))
+    assert fetch_error(electricitymaps(api, tmp_path)).reason is FetchErrorReason.MALFORMED
 
 
 def test_nothing_listening_is_a_connection_error(tmp_path: Path) -> None:

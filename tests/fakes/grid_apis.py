@@ -37,6 +37,8 @@ class Failure:
     raw: bytes | None = None  # a non-JSON body instead (malformed answers)
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0  # sleep before answering (timeouts)
+    trickle_s: float = 0.0  # send the body a byte at a time, this far apart
+    declare_length: bool = True  # False: no Content-Length, the body ends when the socket does
 
 
 @dataclass
@@ -265,25 +267,36 @@ class GridApiServer:
                 failure = server._scripted_failure(split.path)
                 if failure is not None:
                     time.sleep(failure.delay_s)
-                    if failure.raw is not None:
-                        self._send(failure.status, failure.raw, failure.headers)
-                        return
                     body = failure.body
                     if body is None:
                         body = {"error": {"code": f"{failure.status}", "message": "failure"}}
-                    self._send(failure.status, json.dumps(body).encode(), failure.headers)
+                    raw = failure.raw if failure.raw is not None else json.dumps(body).encode()
+                    self._send(failure.status, raw, failure.headers, failure)
                     return
                 status, body, headers = server.answer(request)
                 self._send(status, json.dumps(body).encode(), headers)
 
-            def _send(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
+            def _send(
+                self,
+                status: int,
+                payload: bytes,
+                headers: dict[str, str],
+                failure: Failure | None = None,
+            ) -> None:
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
+                    if failure is None or failure.declare_length:
+                        self.send_header("Content-Length", str(len(payload)))
                     for key, value in headers.items():
                         self.send_header(key, value)
                     self.end_headers()
+                    if failure is not None and failure.trickle_s:
+                        for index in range(len(payload)):
+                            self.wfile.write(payload[index : index + 1])
+                            self.wfile.flush()
+                            time.sleep(failure.trickle_s)
+                        return
                     self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test)

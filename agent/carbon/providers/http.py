@@ -6,6 +6,7 @@ tokens and passwords travel in headers only, and are redacted from anything we r
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Mapping
@@ -22,6 +23,10 @@ from carbonscope.version import __version__
 
 MAX_RETRY_AFTER_S = 24 * 3600.0  # a Retry-After beyond a day is a broken header, not a plan
 _MESSAGE_LIMIT = 200
+# The largest answer read: a WattTime forecast, the longest, is ~30 kB. A misconfigured URL
+# serving a big file (or a gzip bomb) costs at most this much memory, then an error.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+_CHUNK_BYTES = 64 * 1024
 
 
 def read_secret(path: Path, key: str) -> str:
@@ -57,21 +62,48 @@ def parse_retry_after(value: str | None, now_unix_s: float) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
-def _api_message(response: requests.Response) -> str:
+def _api_message(body: bytes) -> str:
     """The API's own error text: {"error": {"message"}} (UK), {"message"}, {"error"}, or text.
     Whole: the caller redacts it before clipping it."""
     try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip()
-    if isinstance(body, Mapping):
-        error = body.get("error")
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return body.decode("utf-8", errors="replace").strip()
+    if isinstance(data, Mapping):
+        error = data.get("error")
         if isinstance(error, Mapping):
             error = error.get("message") or error.get("code")
-        for candidate in (body.get("message"), error, body.get("detail")):
+        for candidate in (data.get("message"), error, data.get("detail")):
             if isinstance(candidate, str) and candidate.strip():
                 return candidate.strip()
-    return str(body)
+    return str(data)
+
+
+def _read_body(response: requests.Response, started: float, timeout_s: float, where: str) -> bytes:
+    """The whole body, at most MAX_BODY_BYTES, within ``timeout_s`` of the request's start
+    (checked between reads; each read has the connection's own timeout too)."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise ProviderError(
+            FetchErrorReason.MALFORMED,
+            f"{where}: answer of {int(declared)} bytes, more than {MAX_BODY_BYTES}",
+        )
+    chunks: list[bytes] = []
+    size = 0
+    # read1: whatever one socket read brings, so a body trickling in meets the deadline check
+    # (iter_content would block until a whole chunk arrived).
+    while chunk := response.raw.read1(_CHUNK_BYTES, decode_content=True):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ProviderError(
+                FetchErrorReason.MALFORMED, f"{where}: answer longer than {MAX_BODY_BYTES} bytes"
+            )
+        chunks.append(chunk)
+        if time.monotonic() - started > timeout_s:
+            raise ProviderError(
+                FetchErrorReason.TIMEOUT, f"{where}: no whole answer within {timeout_s:g}s"
+            )
+    return b"".join(chunks)
 
 
 class JsonHttp:
@@ -99,15 +131,18 @@ class JsonHttp:
         url = self.base_url + path
         parts = urlsplit(url)
         where = f"{parts.netloc}{parts.path}"
+        started = time.monotonic()
         try:
-            response = self._session.get(
+            with self._session.get(
                 url,
                 params=params,
                 headers=headers,
                 auth=auth,
                 timeout=self.timeout_s,  # connect, and each read
                 allow_redirects=False,  # never replay an auth header to another host
-            )
+                stream=True,  # read by _read_body: bounded in size and time
+            ) as response:
+                body = _read_body(response, started, self.timeout_s, where)
         except requests.Timeout:
             raise ProviderError(
                 FetchErrorReason.TIMEOUT, f"{where}: no answer within {self.timeout_s:g}s"
@@ -117,7 +152,7 @@ class JsonHttp:
             raise ProviderError(FetchErrorReason.CONNECTION, f"{where}: {reason}") from None
         status = response.status_code
         if status >= 300:
-            detail = clip(redact(_api_message(response), secrets), _MESSAGE_LIMIT)
+            detail = clip(redact(_api_message(body), secrets), _MESSAGE_LIMIT)
             message = f"{where}: HTTP {status}: {detail}"
             if status == 429:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
@@ -128,8 +163,8 @@ class JsonHttp:
                 raise ProviderError(FetchErrorReason.SERVER, message)
             raise ProviderError(FetchErrorReason.CLIENT, message)
         try:
-            return response.json()
-        except ValueError:
+            return json.loads(body)
+        except (ValueError, RecursionError):
             raise ProviderError(
                 FetchErrorReason.MALFORMED, f"{where}: HTTP {status} body is not JSON"
             ) from None
