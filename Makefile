@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 DEV_PKG := build/dev/carbonscope
 
-.PHONY: run test lint bench soak test-tools dev-tree clean
+.PHONY: run test faults lint bench soak test-tools dev-tree clean
 
 ## dev-tree: the `carbonscope` package as the editable install sees it: agent/'s entries and
 ## exporters/ as symlinks (pyproject.toml maps them the same way into the wheel)
@@ -31,7 +31,7 @@ run: $(STAMP) dev-tree
 	$(BIN)/carbonscope run $(ARGS)
 
 ## test-tools: system tools the suite drives for real (Debian packages, installed when root)
-TEST_TOOLS := promtool:prometheus prometheus:prometheus systemd-analyze:systemd gcc:gcc faketime:faketime
+TEST_TOOLS := promtool:prometheus prometheus:prometheus systemd-analyze:systemd gcc:gcc faketime:faketime unshare:util-linux nsenter:util-linux
 test-tools:
 	@missing=""; for pair in $(TEST_TOOLS); do \
 		command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
@@ -48,6 +48,10 @@ test-tools:
 ## test: install what the tests need and run the whole suite
 test: $(STAMP) dev-tree test-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## faults: only the fault suite (also part of make test)
+faults: $(STAMP) dev-tree test-tools
+	$(BIN)/python -m pytest -m faults $(PYTEST_ARGS)
 
 ## lint: ruff and mypy, as before every commit
 lint: $(STAMP) dev-tree

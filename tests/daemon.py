@@ -50,7 +50,10 @@ class Daemon:
         state_dir: Path | None = None,
         socket_path: Path | None = None,
         python: str = sys.executable,
+        wrapper: tuple[str, ...] = (),
     ) -> None:
+        """``wrapper``: an argv prefix the daemon runs under (tests/tmpfs.py's namespace); it
+        must exec the daemon, so that ``process.pid`` is the daemon's."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.state_dir = state_dir or workdir / "state"
@@ -59,6 +62,7 @@ class Daemon:
         self._log = open(self._log_path, "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
             [
+                *wrapper,
                 python,
                 "-m",
                 "carbonscope",

@@ -13,6 +13,8 @@ from tests.conftest import IN_CI
 from tests.daemon import Daemon
 from tests.fakes.powercap import two_socket_server
 
+pytestmark = pytest.mark.faults
+
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
 SAMPLES = ("carbonscope_samples_total", ())
 MISSED = ("carbonscope_samples_missed_total", ())

@@ -225,6 +225,7 @@ def test_provider_keys_from_file_and_environment(tmp_path: Path) -> None:
     assert (em.refresh, em.max_age) == (300.0, 7200.0)  # the defaults: 2h max age
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize(
     ("text", "key"),
     [

@@ -1,5 +1,7 @@
 """Counter deltas, wraps, resets and power integration: exact integers, never negative."""
 
+import pytest
+
 from carbonscope.accounting.emissions import grams
 from carbonscope.accounting.energy import CounterEvent, DeviceAccount, counter_delta_uj
 from carbonscope.sensors.base import Component, CounterReading, DeviceKey, PowerKind, PowerReading
@@ -14,6 +16,7 @@ def test_increase_is_the_plain_difference() -> None:
     assert counter_delta_uj(100, 350, MAX_RANGE, S, PLAUSIBLE_UW) == (250, CounterEvent.NONE)
 
 
+@pytest.mark.faults
 def test_wrap_counts_the_energy_on_both_sides_of_the_range() -> None:
     # 240 W for 1 s across the wrap point: 40 J before it, 200 J after (counter restarts at 0).
     previous = MAX_RANGE - 40_000_000 + 1
@@ -22,6 +25,7 @@ def test_wrap_counts_the_energy_on_both_sides_of_the_range() -> None:
     assert delta == 240_000_000 - 1
 
 
+@pytest.mark.faults
 def test_drop_with_no_plausible_wrap_is_a_reset_counting_nothing() -> None:
     # From 100 J down to 5 J in one second: a wrap would mean ~262 kJ in 1 s (262 kW).
     assert counter_delta_uj(100_000_000, 5_000_000, MAX_RANGE, S, PLAUSIBLE_UW) == (
@@ -77,12 +81,14 @@ def counter_run(values: list[int], step_ns: int = S) -> DeviceAccount:
     return account
 
 
+@pytest.mark.faults
 def test_a_value_outside_the_counter_range_is_an_error_reading_that_counts_nothing() -> None:
     account = counter_run([100_000_000, MAX_RANGE + 1, 10**26, -5, 150_000_000])
     assert account.total_uj == 50_000_000  # from the last good value, as if they never came
     assert account.events == {CounterEvent.INVALID: 3}
 
 
+@pytest.mark.faults
 def test_a_jump_no_plausible_power_explains_is_held_and_a_return_costs_nothing() -> None:
     # 200 kJ in 0.2 s (1 MW), then the counter is back on its trajectory
     account = counter_run([100_000_000, 200_100_000_000, 200_000_000], step_ns=S // 5)
@@ -90,12 +96,14 @@ def test_a_jump_no_plausible_power_explains_is_held_and_a_return_costs_nothing()
     assert account.events == {CounterEvent.REJECTED: 1}
 
 
+@pytest.mark.faults
 def test_a_transient_zero_is_a_glitch_not_a_reset_that_recounts_the_whole_counter() -> None:
     account = counter_run([150_001_000_000, 0, 150_002_000_000])
     assert account.total_uj == 1_000_000  # 1 J over two seconds, not +150,001 J
     assert account.events == {CounterEvent.REJECTED: 1}
 
 
+@pytest.mark.faults
 def test_a_jump_that_persists_is_re_based_and_energy_resumes_exactly() -> None:
     # firmware re-bases the counter: 100 J -> 90,000 J and it goes on from there
     account = counter_run([100_000_000, 90_000_000_000, 90_050_000_000, 90_120_000_000])

@@ -142,14 +142,36 @@ def test_after_the_hostile_requests_the_api_still_serves(
     assert JobClient(path, timeout_s=5).get(started["job_id"])["name"] == "still-here"
 
 
+def ledger_energy_uj(state: Path) -> int:
+    """Node energy stored in the ledger's intensity periods (0 before the first write)."""
+    if not (state / LEDGER_FILE_NAME).exists():
+        return 0
+    db = sqlite3.connect(state / LEDGER_FILE_NAME)
+    try:
+        db.execute("PRAGMA query_only = 1")
+        row = db.execute("SELECT COALESCE(SUM(energy_uj), 0) FROM intensity_periods").fetchone()
+    except sqlite3.OperationalError:  # the daemon has not created its tables yet
+        return 0
+    finally:
+        db.close()
+    return int(row[0])
+
+
 @pytest.mark.e2e
 def test_sigkill_during_ledger_writes_loses_no_acknowledged_job(tmp_path: Path) -> None:
-    """20 crashes at random points while jobs are registered and flushed every 100 ms."""
-    two_socket_server(tmp_path / "sys", with_psys=False)
+    """20 crashes at random points while jobs are registered and flushed every 100 ms.
+
+    Node energy: each round the node uses 1 J, which is waited for in the ledger, then 0.5 J
+    just before the kill. What was durable stays exactly so; the 0.5 J, counted within the
+    last flush interval, is either written or lost whole, never counted twice.
+    """
+    tree = two_socket_server(tmp_path / "sys", with_psys=False, with_mmio=False)
+    package = tree.zones["intel-rapl:0"]
     config = tmp_path / "carbonscope.toml"
     config.write_text('[agent]\ninterval = "100ms"\n[jobs]\nflush = "100ms"\n')
     state, sock = tmp_path / "state", short_socket_path()
     acknowledged: list[str] = []
+    gained_uj: list[int] = []
     rng = random.Random(7)
     for _round in range(20):
         daemon = Daemon(
@@ -159,11 +181,20 @@ def test_sigkill_during_ledger_writes_loses_no_acknowledged_job(tmp_path: Path) 
             socket_path=sock,
         )
         daemon.wait_ready()
+        daemon.wait_for(lambda s: s[("carbonscope_samples_total", ())] >= 2)  # baseline read
+        stored_before = ledger_energy_uj(state)
         client = JobClient(sock, timeout_s=5)
         for _ in range(3):
             acknowledged.append(client.start("crash-test", pids=[os.getpid()])["job_id"])
-        time.sleep(rng.uniform(0.0, 0.3))  # somewhere inside a flush, or between two
+        package.advance(1_000_000)
+        deadline = time.monotonic() + 15
+        while ledger_energy_uj(state) < stored_before + 1_000_000:  # durable
+            assert time.monotonic() < deadline, daemon.log_text()
+            time.sleep(0.02)
+        package.advance(500_000)
+        time.sleep(rng.uniform(0.0, 0.4))  # somewhere inside a flush, or between two
         daemon.stop(signal.SIGKILL)
+        gained_uj.append(ledger_energy_uj(state) - stored_before)
     db = sqlite3.connect(state / LEDGER_FILE_NAME)
     try:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -174,3 +205,5 @@ def test_sigkill_during_ledger_writes_loses_no_acknowledged_job(tmp_path: Path) 
     assert set(acknowledged) <= set(stored)  # every 201 survived 20 SIGKILLs
     assert all(count == 1 for count in stored.values())
     assert len(acknowledged) == 60
+    # Per crash, at most the last flush interval's energy is lost, and nothing is doubled.
+    assert set(gained_uj) <= {1_000_000, 1_500_000}, gained_uj

@@ -138,6 +138,7 @@ def test_bad_requests_get_a_4xx_json_error(
     assert message in answer["error"]
 
 
+@pytest.mark.faults
 def test_a_thousand_tags_oversized_bodies_and_odd_requests(
     api: tuple[JobRegistry, Path],
 ) -> None:
@@ -224,6 +225,7 @@ def test_track_job_as_context_manager_and_decorator(api: tuple[JobRegistry, Path
     assert tracker.totals is not None and tracker.totals["name"] == "deco"
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize(
     "body",
     [b"[" * 20_000 + b"]" * 20_000, b'{"name": "x", "pids": [' + b"9" * 5000 + b"]}"],

@@ -275,6 +275,7 @@ def test_slurm_job_uses_cgroup_cpu_time_and_nested_tagged_job_is_not_double_coun
     assert not world.registry.get("slurm-77").running
 
 
+@pytest.mark.faults
 def test_a_user_sees_only_their_own_jobs_and_root_sees_all(world: World) -> None:
     world.spawn(10, uid=1000)
     world.spawn(20, uid=1001)
@@ -292,6 +293,7 @@ def test_a_user_sees_only_their_own_jobs_and_root_sees_all(world: World) -> None
     assert [r.name for r in world.ledger.recent(10, uid=1001)] == ["theirs"]
 
 
+@pytest.mark.faults
 def test_job_creation_is_rate_limited_per_user(
     tmp_path: Path, make_monitor: MonitorFactory, clock: ManualClock
 ) -> None:
@@ -310,6 +312,7 @@ def test_job_creation_is_rate_limited_per_user(
     world.registry.register(USER, JobRequest("j4", (), (10,)))
 
 
+@pytest.mark.faults
 def test_finished_jobs_in_memory_are_bounded_per_user_and_all_kept_in_the_ledger(
     tmp_path: Path, make_monitor: MonitorFactory, clock: ManualClock
 ) -> None:

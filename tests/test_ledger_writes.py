@@ -18,6 +18,8 @@ from carbonscope.sensors.base import Component, SensorRoots
 from tests.conftest import assert_promtool_clean
 from tests.daemon import Daemon
 
+pytestmark = pytest.mark.faults
+
 ME = Caller(os.getpid(), os.geteuid(), os.getegid())
 
 

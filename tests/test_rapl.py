@@ -6,6 +6,8 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 from carbonscope.exporters.prometheus import render
 from carbonscope.sensors.base import (
     Component,
@@ -112,6 +114,7 @@ def test_without_psys_node_energy_is_packages_plus_dram(
     assert snapshot.node_energy_uj == (7 + 11 + 17 + 19) * UJ_PER_J
 
 
+@pytest.mark.faults
 def test_counter_crossing_max_range_gives_exact_energy_and_no_spike(
     sysfs: Path, make_monitor: MonitorFactory, clock: ManualClock
 ) -> None:
@@ -131,6 +134,7 @@ def test_counter_crossing_max_range_gives_exact_energy_and_no_spike(
     assert powers == [150.0] * 4
 
 
+@pytest.mark.faults
 def test_counter_reset_counts_nothing_never_negative(
     sysfs: Path, make_monitor: MonitorFactory, clock: ManualClock
 ) -> None:
@@ -153,6 +157,7 @@ def test_counter_reset_counts_nothing_never_negative(
     assert final.devices[0].power_w == 120.0
 
 
+@pytest.mark.faults
 def test_permission_denied_is_a_status_with_the_fix_not_zeros(
     sysfs: Path, make_monitor: MonitorFactory, clock: ManualClock
 ) -> None:
@@ -174,6 +179,7 @@ def test_permission_denied_is_a_status_with_the_fix_not_zeros(
     assert all(d.power_w is None for d in snapshot.devices)  # absent, not a fake 0 W
 
 
+@pytest.mark.faults
 def test_an_implausible_read_shows_in_the_status_and_the_event_counter(
     sysfs: Path, make_monitor: MonitorFactory, clock: ManualClock
 ) -> None:
@@ -200,6 +206,7 @@ def test_an_implausible_read_shows_in_the_status_and_the_event_counter(
     )
 
 
+@pytest.mark.faults
 def test_zone_indices_are_hexadecimal_as_the_kernel_writes_them(sysfs: Path) -> None:
     tree = FakePowercap(sysfs)
     for socket in range(12):  # the eleventh package is intel-rapl:a
@@ -209,6 +216,7 @@ def test_zone_indices_are_hexadecimal_as_the_kernel_writes_them(sysfs: Path) -> 
     assert [k.device for k in discovery.devices] == [f"package-{n}" for n in range(12)]
 
 
+@pytest.mark.faults
 def test_one_unreadable_zone_never_drops_the_others(sysfs: Path) -> None:
     tree = two_socket_server(sysfs, with_psys=False, with_mmio=False)
     (tree.zones["intel-rapl:1:0"].path / "max_energy_range_uj").unlink()  # an odd DRAM zone
@@ -218,6 +226,7 @@ def test_one_unreadable_zone_never_drops_the_others(sysfs: Path) -> None:
     assert any("intel-rapl:1:0: unreadable" in line for line in discovery.details)
 
 
+@pytest.mark.faults
 def test_mmio_counts_a_package_nothing_else_counts(sysfs: Path) -> None:
     tree = FakePowercap(sysfs)
     tree.add_zone((0,), "package-0", 5_000_000, control_type="intel-rapl-mmio")
@@ -226,6 +235,7 @@ def test_mmio_counts_a_package_nothing_else_counts(sysfs: Path) -> None:
     assert any("intel-rapl-mmio used for package-0" in line for line in discovery.details)
 
 
+@pytest.mark.faults
 def test_zones_in_a_class_powercap_of_plain_directories(
     sysfs: Path, make_monitor: MonitorFactory, clock: ManualClock
 ) -> None:

@@ -21,6 +21,8 @@ from carbonscope.carbon.providers.secrets import clip, redact, remember
 from carbonscope.carbon.providers.watttime import LOGIN_PATH, WattTimeSource
 from tests.fakes.grid_apis import Failure, GridApiServer, iso
 
+pytestmark = pytest.mark.faults
+
 
 @pytest.fixture
 def api() -> Iterator[GridApiServer]:

@@ -22,6 +22,8 @@ from carbonscope.jobs.registry import JobRegistry, JobsSettings
 from carbonscope.sensors.base import SensorRoots
 from tests.daemon import short_socket_path
 
+pytestmark = pytest.mark.faults
+
 LIMITS = ConnectionLimits(max_connections=8, request_timeout_s=1.0)
 
 

@@ -30,8 +30,11 @@ class FakeZone:
     energy_uj: int = 0
 
     def set_energy(self, energy_uj: int) -> None:
+        """The hardware counter's new value; shown in sysfs while the zone is there (a zone
+        whose directory has vanished keeps counting, as the MSR does)."""
         self.energy_uj = energy_uj
-        _write(self.path / "energy_uj", f"{energy_uj}\n", 0o400)
+        if self.path.is_dir():
+            _write(self.path / "energy_uj", f"{energy_uj}\n", 0o400)
 
     def advance(self, delta_uj: int) -> None:
         """Consume delta_uj of energy, wrapping like the hardware counter."""
