@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,10 @@ def codecarbon_data_dir() -> Path:
 
 
 @lru_cache(maxsize=4)
-def us_state_intensities(data_dir: Path) -> tuple[dict[str, float], int | None]:
+def us_state_intensities(data_dir: Path) -> tuple[dict[str, float | None], int | None]:
     """gCO2e/kWh per US state code, and the eGRID year, from the newest usa_emissions.json
-    (lbs CO2e/MWh keyed by state name with a regionCode; the file moves with eGRID's year)."""
+    (lbs CO2e/MWh keyed by state name with a regionCode; the file moves with eGRID's year).
+    A state listed without a usable figure (NaN, negative, text) maps to None."""
     candidates = sorted(data_dir.glob("private_infra/*/usa_emissions.json"))
     if not candidates:
         return {}, None
@@ -39,11 +41,24 @@ def us_state_intensities(data_dir: Path) -> tuple[dict[str, float], int | None]:
     source = raw.get("_source", {})
     year = source.get("year") if isinstance(source, dict) else None
     states = {
-        entry["regionCode"].upper(): float(entry["emissions"]) * LBS_PER_MWH_TO_G_PER_KWH
+        entry["regionCode"].upper(): sane_intensity(
+            entry.get("emissions"), LBS_PER_MWH_TO_G_PER_KWH
+        )
         for name, entry in raw.items()
         if not name.startswith("_") and isinstance(entry, dict) and "regionCode" in entry
     }
     return states, year if isinstance(year, int) else None
+
+
+def sane_intensity(value: object, scale: float = 1.0) -> float | None:
+    """A number from the packaged data as g/kWh (x ``scale``); None unless finite and >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value) * scale
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 def normalise_location(code: str, data_dir: Path | None = None) -> str:

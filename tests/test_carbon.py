@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,35 @@ def test_us_states_convert_lbs_per_mwh() -> None:
     value = OfflineIntensityData().lookup("US-CA")
     assert value.intensity_g_per_kwh == pytest.approx(california * LBS_PER_MWH_TO_G_PER_KWH)
     assert 100 < value.intensity_g_per_kwh < 400
+
+
+@pytest.mark.faults
+def test_a_value_in_the_packaged_data_that_is_no_intensity_is_no_figure(tmp_path: Path) -> None:
+    """NaN, negative or text in codecarbon's files never becomes an emission factor."""
+    data = tmp_path / "data"
+    shutil.copytree(DATA / "private_infra", data / "private_infra")
+    mix_path = data / "private_infra/global_energy_mix.json"
+    mix = json.loads(mix_path.read_text())
+    mix["FRA"]["carbon_intensity"] = float("nan")
+    mix["DEU"]["carbon_intensity"] = -5
+    mix_path.write_text(json.dumps(mix))  # json writes NaN as the literal NaN, as it reads it
+    (usa_path,) = data.glob("private_infra/*/usa_emissions.json")
+    usa = json.loads(usa_path.read_text())
+    (california,) = [e for e in usa.values() if isinstance(e, dict) and e.get("regionCode") == "CA"]
+    california["emissions"] = "n/a"
+    usa_path.write_text(json.dumps(usa))
+    offline = OfflineIntensityData(data)
+    world = offline.world_average.intensity_g_per_kwh
+    for code in ("FR", "DE", "US-CA"):
+        found = offline.lookup(code)
+        assert (found.intensity_g_per_kwh, found.dataset) == (world, "world average (no data)")
+    assert offline.lookup("GB").intensity_g_per_kwh == country_value("GBR")
+    source = data / "private_infra/carbon_intensity_per_source.json"
+    per_source = json.loads(source.read_text())
+    per_source["world_average"] = float("inf")
+    source.write_text(json.dumps(per_source))
+    with pytest.raises(LocationError, match="world_average is inf"):
+        _ = OfflineIntensityData(data).world_average
 
 
 @pytest.mark.parametrize("code", ["XX", "US-ZZ", "DE-BY", "FRANCE"])

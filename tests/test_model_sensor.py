@@ -37,6 +37,16 @@ def test_tdp_lookup_exact_and_fuzzy() -> None:
     assert normalise_cpu_name("Intel(R) Core(TM) i7-8700K CPU @ 3.70GHz") == "intel core i7-8700k"
 
 
+@pytest.mark.faults
+def test_a_table_row_without_a_finite_tdp_is_no_figure(tmp_path: Path) -> None:
+    table = tmp_path / "cpu_power.csv"
+    table.write_text(
+        "Name,TDP\nIntel Xeon Gold 6126,nan\nIntel Xeon Gold 6130,inf\nAMD EPYC 7763,0\n"
+    )
+    for name in ("Intel Xeon Gold 6126", "Intel Xeon Gold 6130", "AMD EPYC 7763"):
+        assert lookup_tdp(name, table) is None
+
+
 def model(procfs_root: Path, settings: ModelSettings | None = None) -> ModelSensor:
     return ModelSensor(
         SensorRoots(sysfs=Path("/nonexistent"), procfs=procfs_root),

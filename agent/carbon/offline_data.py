@@ -19,6 +19,7 @@ from carbonscope.codecarbon_data import (
     WORLD,
     codecarbon_data_dir,
     normalise_location,
+    sane_intensity,
     us_state_intensities,
 )
 from carbonscope.errors import LocationError
@@ -60,9 +61,13 @@ class OfflineIntensityData:
     @cached_property
     def world_average(self) -> StaticIntensity:
         data = self._load("private_infra/carbon_intensity_per_source.json")
-        return StaticIntensity(
-            WORLD, float(data["world_average"]), None, "codecarbon world_average"
-        )
+        value = sane_intensity(data.get("world_average"))
+        if value is None:
+            raise LocationError(
+                f"codecarbon's world_average is {data.get('world_average')!r}, not an intensity: "
+                "set carbon.location or reinstall codecarbon"
+            )
+        return StaticIntensity(WORLD, value, None, "codecarbon world_average")
 
     def normalise(self, code: str) -> str:
         """Canonical spelling of a location code, or LocationError naming what is accepted."""
@@ -78,10 +83,17 @@ class OfflineIntensityData:
             return self.world_average
         if location.startswith("US-"):
             states, year = us_state_intensities(self._data_dir)
-            return StaticIntensity(location, states[location[3:]], year, "EPA eGRID via codecarbon")
+            state = states.get(location[3:])
+            if state is not None:
+                return StaticIntensity(location, state, year, "EPA eGRID via codecarbon")
+            world = self.world_average
+            return StaticIntensity(
+                location, world.intensity_g_per_kwh, None, "world average (no data)"
+            )
         country: Any = pycountry.countries.get(alpha_2=location)
         entry = self._countries.get(country.alpha_3)
-        if entry is None or entry.get("carbon_intensity") is None:
+        value = sane_intensity(entry.get("carbon_intensity")) if entry is not None else None
+        if entry is None or value is None:  # missing, null, NaN or negative: no figure
             world = self.world_average
             return StaticIntensity(
                 location, world.intensity_g_per_kwh, None, "world average (no data)"
@@ -89,7 +101,7 @@ class OfflineIntensityData:
         year = entry.get("year")
         return StaticIntensity(
             location,
-            float(entry["carbon_intensity"]),
+            value,
             year if isinstance(year, int) else None,
             "codecarbon global_energy_mix",
         )

@@ -11,6 +11,7 @@ matches nothing.
 from __future__ import annotations
 
 import csv
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -57,9 +58,11 @@ def _load_table(path: Path) -> tuple[tuple[str, str, float], ...]:
     with path.open(encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle):
             try:
-                rows.append((row["Name"], normalise_cpu_name(row["Name"]), float(row["TDP"])))
+                tdp = float(row["TDP"])
             except (KeyError, TypeError, ValueError):
                 continue
+            if math.isfinite(tdp) and tdp > 0:  # "nan", "inf" or 0 in the table: no figure
+                rows.append((row["Name"], normalise_cpu_name(row["Name"]), tdp))
     return tuple(rows)
 
 
