@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -301,8 +302,14 @@ def _ledger_records(
         directory = state_dir or load_config().state_dir
         ledger = JobLedger(directory / LEDGER_FILE_NAME, read_only=True)
         click.echo(f"carbonscope: {exc}; reading {ledger.path}", err=True)
+        # The API's visibility rule, also for a reader of the file: root sees every job,
+        # anyone else only their own.
+        uid = None if os.geteuid() == 0 else os.geteuid()
         try:
-            records = [r for r in [ledger.get(job_id)] if r] if job_id else ledger.recent(limit)
+            if job_id:
+                records = [r for r in [ledger.get(job_id)] if r and uid in (None, r.uid)]
+            else:
+                records = ledger.recent(limit, uid=uid)
         finally:
             ledger.close()
         if job_id and not records:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from carbonscope.accounting.attribution import Bucket
+from carbonscope.cli import cli
 from carbonscope.jobs.registry import Caller, JobRegistry, JobsSettings
 from carbonscope.jobs.validation import JobRequest, JobRequestError
 from carbonscope.ledger import JobLedger
@@ -291,6 +294,26 @@ def test_a_user_sees_only_their_own_jobs_and_root_sees_all(world: World) -> None
     assert world.registry.get(theirs.job_id, ROOT).name == "theirs"
     world.registry.flush()
     assert [r.name for r in world.ledger.recent(10, uid=1001)] == ["theirs"]
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize(("euid", "seen"), [(1000, ["mine"]), (0, ["theirs", "mine"])])
+def test_reading_the_ledger_file_with_the_agent_down_shows_the_same_jobs(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, euid: int, seen: list[str]
+) -> None:
+    world.spawn(10, uid=1000)
+    world.spawn(20, uid=1001)
+    mine = world.registry.register(USER, JobRequest("mine", (), (10,)))
+    theirs = world.registry.register(OTHER, JobRequest("theirs", (), (20,)))
+    world.registry.flush()
+    monkeypatch.setattr("carbonscope.cli.os.geteuid", lambda: euid)
+    args = ["--state-dir", str(world.ledger.path.parent), "--socket", str(tmp_path / "none")]
+    listed = CliRunner().invoke(cli, ["jobs", "list", "--json", *args])
+    assert listed.exit_code == 0, listed.output
+    assert [job["name"] for job in json.loads(listed.stdout)] == seen
+    shown = CliRunner().invoke(cli, ["jobs", "show", theirs.job_id, "--json", *args])
+    assert (shown.exit_code == 0) is (euid == 0), shown.output
+    assert mine.job_id != theirs.job_id
 
 
 @pytest.mark.faults
