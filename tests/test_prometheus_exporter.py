@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import os
+import threading
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from carbonscope.exporters.prometheus import render
+from carbonscope.exporters.prometheus import MetricsServer, render
 from carbonscope.jobs.registry import Caller, JobRegistry, JobsSettings
 from carbonscope.jobs.validation import JobRequest
 from carbonscope.sensors.base import SensorRoots
@@ -81,3 +85,40 @@ def test_no_reserved_or_host_labels(
     text = two_socket_exposition(sysfs, make_monitor, clock).decode()
     for reserved in ('job="', 'instance="', 'hostname="', 'host="'):
         assert reserved not in text
+
+
+def test_metrics_are_rendered_only_for_scraped_samples_and_once_each(
+    sysfs: Path, make_monitor: MonitorFactory, clock: ManualClock
+) -> None:
+    """Ten samples between two scrapes cost one render; concurrent scrapes of one sample share
+    it; gzip and plain answers are the same exposition."""
+    two_socket_server(sysfs)
+    monitor = make_monitor(RaplSensor(SensorRoots(sysfs=sysfs)))
+    server = MetricsServer("127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    url = "http://{}:{}/metrics".format(*server.address)
+
+    def scrape(gzipped: bool = False) -> bytes:
+        headers = {"Accept-Encoding": "gzip"} if gzipped else {}
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers)) as answer:
+            body = answer.read()
+        return gzip.decompress(body) if gzipped else body
+
+    try:
+        for _ in range(10):
+            clock.advance(1.0)
+            server.publish(monitor.sample())
+        assert server.renders == 0  # nobody asked
+        with ThreadPoolExecutor(8) as pool:
+            bodies = list(pool.map(scrape, [False, True] * 8))
+        assert server.renders == 1
+        assert len(set(bodies)) == 1 and b"carbonscope_samples_total 10.0" in bodies[0]
+        clock.advance(1.0)
+        server.publish(latest := monitor.sample())
+        assert scrape() == render(latest)
+        assert server.renders == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
