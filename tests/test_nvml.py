@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ctypes.util
+import importlib
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ import pytest
 from carbonscope.exporters.prometheus import render
 from carbonscope.sensors.base import Component, DeviceKey, SourceStatus
 from carbonscope.sensors.bounded import DeadlineSensor
-from carbonscope.sensors.nvml import NvmlSensor
+from carbonscope.sensors.nvml import FACTS_PERIOD_S, NvmlSensor
 from tests.conftest import MonitorFactory, require_tool
 from tests.daemon import Daemon
 from tests.fakes.clock import ManualClock
@@ -163,6 +165,50 @@ def test_a_hung_nvml_init_is_an_error_status_and_the_agent_carries_on(
     assert not found.devices
     assert [(s.device, s.status) for s in found.statuses] == [("all", SourceStatus.ERROR)]
     assert found.statuses[0].reason == "discovery timed out after 0.3s"
+
+
+class CountingBinding:
+    """The real pynvml module, counting the NVML functions called through it."""
+
+    def __init__(self) -> None:
+        self._module = importlib.import_module("pynvml")
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> object:
+        value = getattr(self._module, name)
+        if name.startswith("nvml") and callable(value):
+
+            def counted(*args: object) -> object:
+                self.calls[name] += 1
+                return value(*args)
+
+            return counted
+        return value
+
+
+def test_gpu_facts_are_read_on_a_slow_period_and_measurements_every_sample(
+    fake_nvml: FakeNvml, make_monitor: MonitorFactory, clock: ManualClock
+) -> None:
+    fake_nvml.gpus = [FakeGpu(energy_mj=1000, limit_mw=400_000) for _ in range(2)]
+    fake_nvml.write()
+    binding = CountingBinding()
+    monitor = make_monitor(NvmlSensor(lambda: binding, clock_s=lambda: clock() / 1e9))  # type: ignore[arg-type,return-value]
+    for _ in range(10):
+        monitor.sample()
+        clock.advance(1.0)
+    per_sample = {"nvmlDeviceGetUtilizationRates", "nvmlDeviceGetMemoryInfo"}
+    per_sample |= {"nvmlDeviceGetComputeRunningProcesses"}
+    assert all(binding.calls[name] == 2 * 10 for name in per_sample), binding.calls
+    # every sample, plus once per GPU at discovery (does it have the counter?)
+    assert binding.calls["nvmlDeviceGetTotalEnergyConsumption"] == 2 * 10 + 2
+    assert binding.calls["nvmlDeviceGetEnforcedPowerLimit"] == 2  # once per GPU in 10 s
+    assert binding.calls["nvmlDeviceGetMigMode"] == 2
+    fake_nvml.gpus[0].limit_mw = 300_000  # an operator lowers the limit (nvidia-smi -pl)
+    fake_nvml.write()
+    assert monitor.sample().gpus[0].power_limit_w == 400.0  # not yet re-read
+    clock.advance(FACTS_PERIOD_S)
+    assert monitor.sample().gpus[0].power_limit_w == 300.0
+    assert binding.calls["nvmlDeviceGetEnforcedPowerLimit"] == 4
 
 
 def test_not_supported_utilisation_leaves_everything_else(

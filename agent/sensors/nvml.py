@@ -7,6 +7,8 @@ a GPU without it falls back to integrating ``nvmlDeviceGetPowerUsage`` (mW), and
 (``energy_method="integrated"``). NVML errors map to statuses per GPU and per function:
 NOT_SUPPORTED drops that one reading, GPU_IS_LOST marks the GPU ``error`` and it is looked
 for again on each later sample. Power and energy are per physical GPU, never per MIG instance.
+Energy, utilisation, memory use and processes are read every sample; the power limit and the
+MIG layout every FACTS_PERIOD_S and whenever a GPU comes back.
 The catalogue wraps this reader in a DeadlineSensor (bounded.py): a call that hangs in the
 driver costs a status, never a sample.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -42,6 +45,11 @@ SOURCE = "nvml"
 # NVML's energy counter is an unsigned 64-bit count of mJ: it never wraps in practice, so any
 # drop is a reset (driver reload) and the accounting counts nothing for that interval.
 GPU_ENERGY_RANGE_UJ = (2**64 - 1) * 1000
+
+# Facts that change only when an operator changes them (the enforced power limit, the MIG
+# layout) are re-read this often, and whenever the GPU comes back; energy, utilisation, memory
+# use and processes are read every sample.
+FACTS_PERIOD_S = 60.0
 
 # nvml.h return codes
 NOT_SUPPORTED, NO_PERMISSION, NOT_FOUND = 3, 4, 6
@@ -82,13 +90,21 @@ class _Gpu:
     energy_method: str = "counter"
     last_process_sample_us: int = 0
     sm_utilization: dict[int, int] = field(default_factory=dict)
+    facts_read_at: float | None = None  # monotonic s; None: read them at the next sample
+    power_limit_w: float | None = None
+    mig_instances: tuple[str, ...] = ()
 
 
 class NvmlSensor:
     name = SOURCE
 
-    def __init__(self, load_binding: Callable[[], ModuleType] = import_pynvml) -> None:
+    def __init__(
+        self,
+        load_binding: Callable[[], ModuleType] = import_pynvml,
+        clock_s: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._load_binding = load_binding
+        self._clock_s = clock_s
         self._nvml: Any = None
         self._gpus: list[_Gpu] = []
 
@@ -137,6 +153,7 @@ class NvmlSensor:
                 gpu.uuid,
             )
         gpu.uuid, gpu.model = uuid, _text(nvml.nvmlDeviceGetName(handle))
+        gpu.facts_read_at = None
         try:
             nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
             gpu.energy_method = "counter"
@@ -193,7 +210,12 @@ class NvmlSensor:
 
     def _details(self, gpu: _Gpu) -> GpuDetails:
         nvml, handle = self._nvml, gpu.handle
-        limit_mw = self._optional(lambda: nvml.nvmlDeviceGetEnforcedPowerLimit(handle))
+        now = self._clock_s()
+        if gpu.facts_read_at is None or now - gpu.facts_read_at >= FACTS_PERIOD_S:
+            limit_mw = self._optional(lambda: nvml.nvmlDeviceGetEnforcedPowerLimit(handle))
+            gpu.power_limit_w = limit_mw / 1000 if limit_mw is not None else None
+            gpu.mig_instances = self._mig_instances(handle)
+            gpu.facts_read_at = now
         utilization = self._optional(lambda: nvml.nvmlDeviceGetUtilizationRates(handle))
         memory = self._optional(lambda: nvml.nvmlDeviceGetMemoryInfo(handle))
         return GpuDetails(
@@ -201,11 +223,11 @@ class NvmlSensor:
             uuid=gpu.uuid,
             model=gpu.model,
             energy_method=gpu.energy_method,
-            power_limit_w=limit_mw / 1000 if limit_mw is not None else None,
+            power_limit_w=gpu.power_limit_w,
             utilization_ratio=utilization.gpu / 100 if utilization is not None else None,
             memory_used_bytes=int(memory.used) if memory is not None else None,
             memory_total_bytes=int(memory.total) if memory is not None else None,
-            mig_instances=self._mig_instances(handle),
+            mig_instances=gpu.mig_instances,
             processes=self._processes(gpu),
         )
 
