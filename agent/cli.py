@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from carbonscope.config import load_config
 from carbonscope.durations import parse_duration
@@ -19,6 +17,8 @@ from carbonscope.errors import CarbonscopeError, ConfigError
 from carbonscope.version import __version__
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from carbonscope.probe import ProbeResult
 
 EXIT_RUNTIME = 1
@@ -106,6 +106,9 @@ def probe(
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     else:
+        from rich.console import Console  # rich: only for a terminal
+        from rich.table import Table
+
         console = Console()
         table = Table(title="carbonscope probe: power sources")
         for column in ("source", "component", "device", "status", "power", "used", "reason"):
@@ -333,6 +336,9 @@ def jobs_list(
     if as_json:
         click.echo(json.dumps(records, indent=2))
         return
+    from rich.console import Console  # rich: only for a terminal
+    from rich.table import Table
+
     table = Table(title="carbonscope jobs")
     for column in ("job_id", "name", "user", "state", "started", "duration", "kWh", "gCO2e"):
         table.add_column(column, overflow="fold")

@@ -218,3 +218,26 @@ def test_a_start_up_failure_stops_what_started_and_exits_with_one_line(tmp_path:
         assert first.socket.exists()
     finally:
         assert first.stop() == 0
+
+
+def test_a_plain_run_on_the_static_provider_loads_no_heavy_module(tmp_path: Path) -> None:
+    """rich (terminal tables), requests/urllib3 (live grid APIs), rapidfuzz (did-you-mean) and
+    codecarbon's tracker load only on the paths that need them; the agent itself needs none."""
+    daemon = Daemon(
+        ["--sysfs-root", str(tmp_path)],
+        tmp_path,
+        env={"CARBONSCOPE_CONFIG": "", "PYTHONPROFILEIMPORTTIME": "1"},
+    )
+    try:
+        daemon.wait_ready()
+        daemon.samples_after(2)
+    finally:
+        assert daemon.stop() == 0
+    imported = {
+        line.rsplit("|", 1)[1].strip()
+        for line in daemon.log_text().splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "carbonscope.daemon.runner" in imported  # the profile is there
+    heavy = {"rich", "requests", "urllib3", "rapidfuzz", "codecarbon"}
+    assert not {name for name in imported if name.split(".")[0] in heavy}
