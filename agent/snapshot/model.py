@@ -15,7 +15,11 @@ from carbonscope.carbon.intensity import FeedStatus, IntensityValue
 from carbonscope.histogram import Histogram
 from carbonscope.sensors.base import Component, DeviceKey, DeviceStatus, GpuDetails
 
-SAMPLE_DURATION_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+# Fine around the 10 ms a fleet node's sample may take, so its p99 can be read off.
+SAMPLE_DURATION_BUCKETS_S = (
+    0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1,
+    0.25, 0.5, 1.0,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
