@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,6 +122,54 @@ def read_process_table(procfs: Path) -> dict[int, ProcStat]:
         if name.isdigit() and (stat := _read_stat_file(f"{root}/{name}/stat")) is not None:
             table[stat.pid] = stat
         if index % SCAN_BATCH == 0:
+            time.sleep(SCAN_PAUSE_S)
+    return table
+
+
+def _read_children(root: str, pid: int) -> list[int] | None:
+    """Children of every thread of ``pid`` (/proc/PID/task/TID/children, proc(5)); [] once the
+    process is gone; None when the kernel has no such file (CONFIG_PROC_CHILDREN off)."""
+    try:
+        tids = os.listdir(f"{root}/{pid}/task")
+    except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
+        return []
+    children: list[int] = []
+    for tid in tids:
+        try:
+            fd = os.open(f"{root}/{pid}/task/{tid}/children", os.O_RDONLY)
+        except (FileNotFoundError, ProcessLookupError):
+            if tid == str(pid) and os.path.isdir(f"{root}/{pid}/task/{tid}"):
+                return None  # the main thread is there, its children file is not
+            continue  # a thread that just ended
+        try:
+            raw = b""
+            while chunk := os.read(fd, 1 << 16):
+                raw += chunk
+        except ProcessLookupError:
+            continue
+        finally:
+            os.close(fd)
+        children.extend(int(word) for word in raw.split())
+    return children
+
+
+def read_process_tree(procfs: Path, roots: Iterable[int]) -> dict[int, ProcStat] | None:
+    """The processes ``roots`` and all their descendants, found through the kernel's children
+    lists: the cost follows the jobs' processes, not the machine's. None when the kernel has
+    no children lists (the caller scans the whole table instead)."""
+    root = os.fspath(procfs)
+    table: dict[int, ProcStat] = {}
+    frontier = list(dict.fromkeys(roots))
+    while frontier:
+        pid = frontier.pop()
+        if pid in table or (stat := _read_stat_file(f"{root}/{pid}/stat")) is None:
+            continue
+        table[pid] = stat
+        children = _read_children(root, pid)
+        if children is None:
+            return None
+        frontier.extend(child for child in children if child not in table)
+        if len(table) % SCAN_BATCH == 0:
             time.sleep(SCAN_PAUSE_S)
     return table
 

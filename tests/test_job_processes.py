@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 from pathlib import Path
 
 from carbonscope.jobs.processes import JobProcesses, track
-from carbonscope.procfs import ProcStat, parse_pid_stat, read_pid_cgroups, read_pid_uid
-from tests.fakes.procfs import FakeProcess, write_process
+from carbonscope.procfs import (
+    ProcStat,
+    parse_pid_stat,
+    read_pid_cgroups,
+    read_pid_uid,
+    read_process_tree,
+)
+from tests.fakes.procfs import FakeProcess, remove_process, write_process
 
 
 def proc(pid: int, ppid: int, start: int = 100, own: int = 0, reaped: int = 0) -> ProcStat:
@@ -111,3 +120,41 @@ def test_resumed_job_only_takes_baselines_at_first() -> None:
     assert sum(first.cpu_ticks["a"].values()) == 0
     second = track({"a": job}, table(proc(10, 1, own=5004), proc(11, 10, start=900, own=71)), 900)
     assert sum(second.cpu_ticks["a"].values()) == 5
+
+
+def test_a_job_tree_is_read_from_its_members_not_from_every_process(tmp_path: Path) -> None:
+    for pid in range(100, 400):  # the rest of the machine
+        write_process(tmp_path, FakeProcess(pid=pid, ppid=1))
+    write_process(tmp_path, FakeProcess(pid=12, ppid=10))  # written before its parent
+    for pid, ppid in ((10, 1), (11, 10), (13, 11), (14, 13)):
+        write_process(tmp_path, FakeProcess(pid=pid, ppid=ppid))
+    tree = read_process_tree(tmp_path, [10])
+    assert tree is not None and set(tree) == {10, 11, 12, 13, 14}
+    assert tree[14].ppid == 13
+    write_process(tmp_path, FakeProcess(pid=14, ppid=1))  # its parent died: re-parented to init
+    remove_process(tmp_path, 12)
+    assert set(read_process_tree(tmp_path, [10]) or {}) == {10, 11, 13}
+    assert set(read_process_tree(tmp_path, [10, 14, 999]) or {}) == {10, 11, 13, 14}
+
+
+def test_without_children_lists_the_tree_read_says_so(tmp_path: Path) -> None:
+    write_process(tmp_path, FakeProcess(pid=10, ppid=1), children_files=False)
+    (tmp_path / "10" / "task" / "10").mkdir(parents=True)  # threads listed, no children file
+    assert read_process_tree(tmp_path, [10]) is None
+
+
+def test_the_real_kernel_lists_children_and_grandchildren() -> None:
+    """This machine's /proc: a shell child and its sleeping child are found from our pid."""
+    shell = subprocess.Popen(["sh", "-c", "sleep 30 & echo $!; wait"], stdout=subprocess.PIPE)
+    assert shell.stdout is not None
+    sleeper = int(shell.stdout.readline())
+    try:
+        tree = read_process_tree(Path("/proc"), [os.getpid()])
+        assert tree is not None, "this kernel has no /proc/PID/task/*/children"
+        assert {os.getpid(), shell.pid, sleeper} <= set(tree)
+        assert tree[sleeper].ppid == shell.pid
+        assert 1 not in tree
+    finally:
+        os.kill(sleeper, signal.SIGKILL)
+        shell.kill()
+        shell.wait()

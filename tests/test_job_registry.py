@@ -44,8 +44,10 @@ class World:
         make_monitor: MonitorFactory,
         clock: ManualClock,
         settings: JobsSettings | None = None,
+        children_lists: bool = True,
     ) -> None:
         self.tmp_path = tmp_path
+        self.children_lists = children_lists  # CONFIG_PROC_CHILDREN: task/*/children files
         self.sysfs = tmp_path / "sys"
         self.clock = clock
         self.tree = FakePowercap(self.sysfs)
@@ -77,11 +79,11 @@ class World:
     def spawn(self, pid: int, ppid: int = 1, uid: int = 1000, cgroup: str = "0::/") -> None:
         start = int(self.uptime_s * 100)
         self.processes[pid] = FakeProcess(pid, ppid, start_ticks=start, uid=uid, cgroup=cgroup)
-        write_process(self.procfs.root, self.processes[pid])
+        write_process(self.procfs.root, self.processes[pid], self.children_lists)
 
     def run(self, pid: int, ticks: int) -> None:
         self.processes[pid].utime += ticks
-        write_process(self.procfs.root, self.processes[pid])
+        write_process(self.procfs.root, self.processes[pid], self.children_lists)
 
     def exit(self, pid: int) -> None:
         del self.processes[pid]
@@ -97,9 +99,13 @@ class World:
         return self.monitor.sample()
 
 
-@pytest.fixture
-def world(tmp_path: Path, make_monitor: MonitorFactory, clock: ManualClock) -> World:
-    return World(tmp_path, make_monitor, clock)
+@pytest.fixture(params=[True, False], ids=["children-lists", "full-scan"])
+def world(
+    tmp_path: Path, make_monitor: MonitorFactory, clock: ManualClock, request: pytest.FixtureRequest
+) -> World:
+    """Every scenario twice: attribution walking the jobs' trees through the kernel's children
+    lists, and on a kernel without them (the whole process table every sample)."""
+    return World(tmp_path, make_monitor, clock, children_lists=request.param)
 
 
 def buckets(snapshot: Snapshot) -> dict[tuple[Component, Bucket], int]:

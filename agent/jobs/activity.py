@@ -26,13 +26,20 @@ from carbonscope.procfs import (
     ProcStat,
     read_cpu_times,
     read_pid_cgroups,
+    read_pid_stat,
     read_process_table,
+    read_process_tree,
     read_uptime_ticks,
 )
 from carbonscope.sensors.base import GpuDetails, SensorRoots
 from carbonscope.units import US_PER_S
 
 log = logging.getLogger(__name__)
+
+# Each sample reads only the tagged jobs' process trees (from their known members, through the
+# kernel's children lists); the whole process table is read at the first sample, this often
+# after, and on every sample where the kernel has no children lists.
+FULL_SCAN_EVERY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -72,8 +79,12 @@ class ActivityMeter:
         detect_cgroups: bool = True,
         clock_ticks_per_s: int | None = None,
         wall_clock_s: Callable[[], float] = time.time,
+        monotonic_s: Callable[[], float] = time.monotonic,
     ) -> None:
         self._procfs = roots.procfs
+        self._monotonic_s = monotonic_s
+        self._last_full_scan_s: float | None = None
+        self._children_lists = True  # until the kernel shows it has none
         self._cgroup_root = roots.sysfs / "fs" / "cgroup"
         self._detect_cgroups = detect_cgroups
         self._ticks_per_s = clock_ticks_per_s or os.sysconf("SC_CLK_TCK")
@@ -96,8 +107,12 @@ class ActivityMeter:
         since_ticks, self._previous_uptime_ticks = self._previous_uptime_ticks, uptime
 
         tagged = dict(plan.tagged)
-        gpu_pids = any(gpu.processes for gpu in gpus) and self._detect_cgroups
-        table = read_process_table(self._procfs) if tagged or gpu_pids else {}
+        gpu_pids = (
+            {process.pid for gpu in gpus for process in gpu.processes}
+            if self._detect_cgroups
+            else set()
+        )
+        table = self._process_table(tagged, gpu_pids) if tagged or gpu_pids else {}
         tracked = track(tagged, table, since_ticks)
         jobs_us: dict[str, int] = {
             job_id: self._us(max(0, sum(per_pid.values())))
@@ -123,6 +138,29 @@ class ActivityMeter:
             activity.first_cgroup_scan,
             activity.cgroups,
         )
+
+    def _process_table(
+        self, tagged: Mapping[str, JobProcesses], gpu_pids: set[int]
+    ) -> Mapping[int, ProcStat]:
+        """The processes attribution needs: every tagged job's tree and the GPU processes."""
+        now = self._monotonic_s()
+        last_full = self._last_full_scan_s
+        if self._children_lists and last_full is not None and now - last_full < FULL_SCAN_EVERY_S:
+            roots = [pid for job in tagged.values() for pid, _start in (*job.roots, *job.members)]
+            table = read_process_tree(self._procfs, roots)
+            if table is not None:
+                for pid in gpu_pids - table.keys():
+                    if (stat := read_pid_stat(self._procfs, pid)) is not None:
+                        table[pid] = stat
+                return table
+            self._children_lists = False
+            log.info(
+                "%s has no task/*/children lists (CONFIG_PROC_CHILDREN): every sample reads "
+                "the whole process table",
+                self._procfs,
+            )
+        self._last_full_scan_s = now
+        return read_process_table(self._procfs)
 
     def _us(self, ticks: int) -> int:
         return ticks * US_PER_S // self._ticks_per_s

@@ -74,9 +74,36 @@ class FakeProcess:
     comm: str = "python3"
 
 
-def write_process(root: Path, process: FakeProcess) -> None:
-    """/proc/PID/{stat,status,cgroup} as the kernel writes them (proc(5))."""
+def _children_file(root: Path, pid: int) -> Path:
+    """/proc/PID/task/PID/children: the children of the main thread (proc(5))."""
+    return root / str(pid) / "task" / str(pid) / "children"
+
+
+def _edit_children(root: Path, pid: int, add: int | None = None, drop: int | None = None) -> None:
+    path = _children_file(root, pid)
+    if not path.parent.is_dir():  # a parent not written (yet): remembered for when it is
+        if pid <= 1:
+            return  # init or the kernel: never a job's process, and the parent of thousands
+        path = root / ".children-of-unwritten" / str(pid)
+        path.parent.mkdir(exist_ok=True)
+    pids = [int(p) for p in path.read_text().split()] if path.exists() else []
+    pids = [p for p in pids if p != drop and p != add] + ([add] if add is not None else [])
+    path.write_text("".join(f"{p} " for p in pids))  # the kernel's format: "12 34 "
+
+
+def _old_ppid(directory: Path) -> int | None:
+    try:
+        return int((directory / "stat").read_text().rpartition(")")[2].split()[1])
+    except FileNotFoundError:
+        return None
+
+
+def write_process(root: Path, process: FakeProcess, children_files: bool = True) -> None:
+    """/proc/PID/{stat,status,cgroup} as the kernel writes them (proc(5)), and the parent's
+    task/*/children kept in step with the ppid (CONFIG_PROC_CHILDREN; ``children_files=False``
+    for a kernel without it)."""
     directory = root / str(process.pid)
+    old_ppid = _old_ppid(directory)
     directory.mkdir(parents=True, exist_ok=True)
     p = process
     fields = [
@@ -90,12 +117,33 @@ def write_process(root: Path, process: FakeProcess) -> None:
         f"Uid:\t{p.uid}\t{p.uid}\t{p.uid}\t{p.uid}\nGid:\t{p.uid}\t{p.uid}\t{p.uid}\t{p.uid}\n"
     )
     (directory / "cgroup").write_text(process.cgroup + "\n")
+    if not children_files:
+        return
+    children = _children_file(root, p.pid)
+    if not children.exists():
+        children.parent.mkdir(parents=True, exist_ok=True)
+        # children written before their parent: the kernel would list them already
+        early = root / ".children-of-unwritten" / str(p.pid)
+        children.write_text(early.read_text() if early.exists() else "")
+        early.unlink(missing_ok=True)
+    if old_ppid is not None and old_ppid != p.ppid:
+        _edit_children(root, old_ppid, drop=p.pid)  # re-parented
+    _edit_children(root, p.ppid, add=p.pid)
 
 
 def remove_process(root: Path, pid: int) -> None:
+    directory = root / str(pid)
+    ppid = _old_ppid(directory)
     for name in ("stat", "status", "cgroup"):
-        (root / str(pid) / name).unlink()
-    (root / str(pid)).rmdir()
+        (directory / name).unlink()
+    task = directory / "task" / str(pid)
+    if task.is_dir():
+        (task / "children").unlink(missing_ok=True)
+        task.rmdir()
+        (directory / "task").rmdir()
+    directory.rmdir()
+    if ppid is not None:
+        _edit_children(root, ppid, drop=pid)
 
 
 def write_uptime(root: Path, seconds: float) -> None:
