@@ -59,9 +59,16 @@ lint: $(STAMP) dev-tree
 	$(BIN)/ruff format --check agent exporters tests benchmarks
 	$(BIN)/mypy
 
-## bench: sampling and scrape cost, printed as a table
+## bench: sampling and scrape cost, then carbonscope side by side with node_exporter and
+## codecarbon (installs Debian's prometheus-node-exporter when root); tables with PASS/FAIL
 bench: $(STAMP) dev-tree
-	$(BIN)/python benchmarks/run.py
+	@command -v prometheus-node-exporter >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing prometheus-node-exporter for the side-by-side benchmark"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-node-exporter >/dev/null; \
+		else echo "prometheus-node-exporter missing, not root: sudo apt-get install prometheus-node-exporter" >&2; fi; }
+	rc=0; $(BIN)/python benchmarks/run.py || rc=1; \
+	$(BIN)/python benchmarks/side_by_side.py || rc=1; exit $$rc
 
 ## soak: the daemon for SOAK_MINUTES (30) under jobs and scrapes; RSS and fds every minute
 soak: $(STAMP) dev-tree

@@ -91,7 +91,8 @@ def test_metrics_are_rendered_only_for_scraped_samples_and_once_each(
     sysfs: Path, make_monitor: MonitorFactory, clock: ManualClock
 ) -> None:
     """Ten samples between two scrapes cost one render; concurrent scrapes of one sample share
-    it; gzip and plain answers are the same exposition."""
+    it; gzip and plain answers are the same exposition; after a scrape the next sample is
+    rendered ahead of the next scrape, and only that one."""
     two_socket_server(sysfs)
     monitor = make_monitor(RaplSensor(SensorRoots(sysfs=sysfs)))
     server = MetricsServer("127.0.0.1", 0)
@@ -115,9 +116,14 @@ def test_metrics_are_rendered_only_for_scraped_samples_and_once_each(
         assert server.renders == 1
         assert len(set(bodies)) == 1 and b"carbonscope_samples_total 10.0" in bodies[0]
         clock.advance(1.0)
-        server.publish(latest := monitor.sample())
-        assert scrape() == render(latest)
+        server.publish(latest := monitor.sample())  # the last one was scraped: rendered now
         assert server.renders == 2
+        assert scrape() == render(latest)
+        assert server.renders == 2  # the scrape found it ready
+        for _ in range(5):  # scrapes stop: the first of these is rendered ahead, no others
+            clock.advance(1.0)
+            server.publish(monitor.sample())
+        assert server.renders == 3
     finally:
         server.shutdown()
         server.server_close()

@@ -1,6 +1,10 @@
-"""HTTP server for /metrics. A scrape renders the latest snapshot if no scrape has since it was
-published, else serves the cached bytes: at most one render per sample, none for the samples
-nobody scrapes (Prometheus every 15 s, a sample every second). A scrape never reads hardware."""
+"""HTTP server for /metrics: at most one render per sample, none for the samples nobody scrapes.
+
+A new snapshot is rendered at once (on the exporter's relay thread) only when the previous one
+was scraped: a scraper as fast as the samples gets bytes ready before it asks. Otherwise the
+first scrape after it renders it (Prometheus every 15 s, a sample every second: two renders in
+fifteen samples instead of fifteen). Later scrapes of the same sample get the cached bytes. A
+scrape never reads hardware."""
 
 from __future__ import annotations
 
@@ -39,6 +43,8 @@ class _RenderedMetrics:
         self._rendered_for: Snapshot | None = None
         self._plain = b""
         self._gzipped: bytes | None = None
+        self._scraped = False  # the rendered snapshot was asked for
+        self._gzip_wanted = False  # ... and by a client that takes gzip (Prometheus does)
         self.renders = 0
 
     @property
@@ -46,7 +52,19 @@ class _RenderedMetrics:
         return self._snapshot is not None
 
     def publish(self, snapshot: Snapshot) -> None:
+        """Called on the relay thread, never the sampler's."""
         self._snapshot = snapshot
+        if self._scraped:  # someone scrapes at the sample rate: have the bytes ready
+            with self._lock:
+                self._render_latest(snapshot)
+
+    def _render_latest(self, snapshot: Snapshot) -> None:
+        if self._rendered_for is not snapshot:
+            self._plain, self._gzipped = self._render(snapshot), None
+            self._rendered_for, self._scraped = snapshot, False
+            self.renders += 1
+            if self._gzip_wanted:
+                self._gzipped = gzip.compress(self._plain, compresslevel=GZIP_LEVEL)
 
     def body(self, gzipped: bool) -> bytes | None:
         """The exposition of the latest snapshot (None before the first); rendered and
@@ -55,10 +73,8 @@ class _RenderedMetrics:
         if snapshot is None:
             return None
         with self._lock:
-            if self._rendered_for is not snapshot:
-                self._plain, self._gzipped = self._render(snapshot), None
-                self._rendered_for = snapshot
-                self.renders += 1
+            self._render_latest(snapshot)
+            self._scraped, self._gzip_wanted = True, gzipped
             if not gzipped:
                 return self._plain
             if self._gzipped is None:

@@ -2,7 +2,8 @@
 
 Real zone directories live under devices/virtual/powercap/<control-type>/; class/powercap/
 holds a flat set of relative symlinks to every zone, parents and children alike, plus one to
-each control type. Counter files are mode 0400 like energy_uj since CVE-2020-8694.
+each control type; each zone and control type links back to the class through ``subsystem``.
+Counter files are mode 0400 like energy_uj since CVE-2020-8694.
 """
 
 from __future__ import annotations
@@ -62,7 +63,13 @@ class FakePowercap:
             self.class_dir.mkdir(parents=True, exist_ok=True)
             link = self.class_dir / control_type
             link.symlink_to(os.path.relpath(directory, self.class_dir))
+            self._subsystem_link(directory)
         return directory
+
+    def _subsystem_link(self, directory: Path) -> None:
+        """Every sysfs device has ``subsystem`` -> its class (here class/powercap): a loop
+        for anyone who walks the tree following links; codecarbon lists zones through it."""
+        (directory / "subsystem").symlink_to(os.path.relpath(self.class_dir, directory))
 
     def add_zone(
         self,
@@ -88,6 +95,7 @@ class FakePowercap:
             _write(directory / f"constraint_{k}_power_limit_uw", "150000000\n", 0o644)
             _write(directory / f"constraint_{k}_time_window_us", "999424\n", 0o644)
         (self.class_dir / zone_name).symlink_to(os.path.relpath(directory, self.class_dir))
+        self._subsystem_link(directory)
         zone = FakeZone(directory, name, max_energy_range_uj)
         zone.set_energy(energy_uj)
         self.zones[zone_name] = zone
