@@ -57,6 +57,7 @@ class ProcStat:
     start_ticks: int
     own_ticks: int  # utime + stime, all threads
     reaped_ticks: int  # cutime + cstime: children it has waited for
+    threads: int = 1
 
     @property
     def identity(self) -> tuple[int, int]:
@@ -76,6 +77,7 @@ def parse_pid_stat(text: str) -> ProcStat:
         start_ticks=int(fields[19]),
         own_ticks=int(fields[11]) + int(fields[12]),
         reaped_ticks=int(fields[13]) + int(fields[14]),
+        threads=int(fields[17]),
     )
 
 
@@ -126,13 +128,17 @@ def read_process_table(procfs: Path) -> dict[int, ProcStat]:
     return table
 
 
-def _read_children(root: str, pid: int) -> list[int] | None:
+def _read_children(root: str, pid: int, threads: int) -> list[int] | None:
     """Children of every thread of ``pid`` (/proc/PID/task/TID/children, proc(5)); [] once the
-    process is gone; None when the kernel has no such file (CONFIG_PROC_CHILDREN off)."""
-    try:
-        tids = os.listdir(f"{root}/{pid}/task")
-    except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
-        return []
+    process is gone; None when the kernel has no such file (CONFIG_PROC_CHILDREN off). A
+    single-threaded process (most of them) costs one open and read, no listing."""
+    if threads == 1:
+        tids = [str(pid)]
+    else:
+        try:
+            tids = os.listdir(f"{root}/{pid}/task")
+        except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
+            return []
     children: list[int] = []
     for tid in tids:
         try:
@@ -142,8 +148,9 @@ def _read_children(root: str, pid: int) -> list[int] | None:
                 return None  # the main thread is there, its children file is not
             continue  # a thread that just ended
         try:
-            raw = b""
-            while chunk := os.read(fd, 1 << 16):
+            raw = chunk = os.read(fd, 1 << 16)
+            while len(chunk) == 1 << 16:  # a seq_file read gives all it has, up to the size
+                chunk = os.read(fd, 1 << 16)
                 raw += chunk
         except ProcessLookupError:
             continue
@@ -165,7 +172,7 @@ def read_process_tree(procfs: Path, roots: Iterable[int]) -> dict[int, ProcStat]
         if pid in table or (stat := _read_stat_file(f"{root}/{pid}/stat")) is None:
             continue
         table[pid] = stat
-        children = _read_children(root, pid)
+        children = _read_children(root, pid, stat.threads)
         if children is None:
             return None
         frontier.extend(child for child in children if child not in table)

@@ -59,6 +59,8 @@ class World:
         self.processes: dict[int, FakeProcess] = {}
         self.settings = settings or JobsSettings()
         self.make_monitor = make_monitor
+        for pid in range(9000, 9040):  # the rest of the node: sshd, journald, ...
+            write_process(self.procfs.root, FakeProcess(pid, 1, uid=0), children_lists)
         self.start()
 
     def start(self) -> None:

@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 # kernel's children lists); the whole process table is read at the first sample, this often
 # after, and on every sample where the kernel has no children lists.
 FULL_SCAN_EVERY_S = 60.0
+# Walking a process costs about twice reading its stat in the full scan (the children list as
+# well: benchmarks/run.py). When the jobs hold more than half the machine's processes, the
+# full scan is the cheaper way to the same answer.
+WALK_COST = 2
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,8 @@ class ActivityMeter:
         self._monotonic_s = monotonic_s
         self._last_full_scan_s: float | None = None
         self._children_lists = True  # until the kernel shows it has none
+        self._machine_processes = 0  # in the last full scan
+        self._job_processes = 0  # members of tagged jobs at the last sample
         self._cgroup_root = roots.sysfs / "fs" / "cgroup"
         self._detect_cgroups = detect_cgroups
         self._ticks_per_s = clock_ticks_per_s or os.sysconf("SC_CLK_TCK")
@@ -114,6 +120,7 @@ class ActivityMeter:
         )
         table = self._process_table(tagged, gpu_pids) if tagged or gpu_pids else {}
         tracked = track(tagged, table, since_ticks)
+        self._job_processes = len(tracked.owner_of_pid)
         jobs_us: dict[str, int] = {
             job_id: self._us(max(0, sum(per_pid.values())))
             for job_id, per_pid in tracked.cpu_ticks.items()
@@ -145,7 +152,13 @@ class ActivityMeter:
         """The processes attribution needs: every tagged job's tree and the GPU processes."""
         now = self._monotonic_s()
         last_full = self._last_full_scan_s
-        if self._children_lists and last_full is not None and now - last_full < FULL_SCAN_EVERY_S:
+        walk_pays = self._job_processes * WALK_COST < self._machine_processes
+        if (
+            self._children_lists
+            and walk_pays
+            and last_full is not None
+            and now - last_full < FULL_SCAN_EVERY_S
+        ):
             roots = [pid for job in tagged.values() for pid, _start in (*job.roots, *job.members)]
             table = read_process_tree(self._procfs, roots)
             if table is not None:
@@ -160,7 +173,9 @@ class ActivityMeter:
                 self._procfs,
             )
         self._last_full_scan_s = now
-        return read_process_table(self._procfs)
+        table = read_process_table(self._procfs)
+        self._machine_processes = len(table)
+        return table
 
     def _us(self, ticks: int) -> int:
         return ticks * US_PER_S // self._ticks_per_s
