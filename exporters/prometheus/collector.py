@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import (
+from carbonscope.exporters.prometheus.grid import feed_metrics, histogram_family
+from carbonscope.exporters.prometheus.text import (
     CounterMetricFamily,
     GaugeMetricFamily,
     Metric,
+    exposition,
 )
-from prometheus_client.registry import Collector
-
-from carbonscope.exporters.prometheus.grid import feed_metrics, histogram_family
 from carbonscope.snapshot import (
     COUNTER_EVENTS,
     MARGINAL,
@@ -26,7 +24,7 @@ from carbonscope.snapshot import (
 DEVICE_LABELS = ["component", "device", "source"]
 
 
-class SnapshotCollector(Collector):
+class SnapshotCollector:
     def __init__(self, snapshot: Snapshot) -> None:
         self._snapshot = snapshot
 
@@ -314,6 +312,4 @@ class SnapshotCollector(Collector):
 
 def render(snapshot: Snapshot) -> bytes:
     """The Prometheus text exposition of one snapshot."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(snapshot))
-    return generate_latest(registry)
+    return exposition(SnapshotCollector(snapshot).collect())

@@ -6,13 +6,12 @@ import bisect
 from collections.abc import Iterator
 from itertools import pairwise
 
-from prometheus_client.core import (
+from carbonscope.exporters.prometheus.text import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
-
 from carbonscope.snapshot import FeedState, FeedStatus, FetchErrorReason, ForecastPoint, Histogram
 
 FORECAST_HOURS = 24

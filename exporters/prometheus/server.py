@@ -16,9 +16,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
-from prometheus_client import CONTENT_TYPE_LATEST
-
 from carbonscope.exporters.prometheus.collector import render
+from carbonscope.exporters.prometheus.text import CONTENT_TYPE
 from carbonscope.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
@@ -94,9 +93,9 @@ class _Handler(BaseHTTPRequestHandler):
             if body is None:
                 self._send(503, b"no sample yet\n", "text/plain; charset=utf-8")
             elif gzipped:
-                self._send(200, body, CONTENT_TYPE_LATEST, {"Content-Encoding": "gzip"})
+                self._send(200, body, CONTENT_TYPE, {"Content-Encoding": "gzip"})
             else:
-                self._send(200, body, CONTENT_TYPE_LATEST)
+                self._send(200, body, CONTENT_TYPE)
         elif path == "/":
             self._send(200, INDEX, "text/html; charset=utf-8")
         elif path == "/healthz":
