@@ -27,7 +27,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-REAP_EVERY_S = 0.2
+REAP_LATE_S = 0.2  # how late past its deadline a connection may be cut (batched cuts)
 ADMIT_WAIT_S = 0.5  # the longest a new connection waits for a busy slot before it is refused
 FRESH_S = 0.05  # a connection younger than this is never cut: its request may be in flight
 REFUSAL_LOG_EVERY_S = 60.0
@@ -60,6 +60,7 @@ class ConnectionGate:
         self._refused = 0
         self._refusal_logged_at = -REFUSAL_LOG_EVERY_S
         self._stop = threading.Event()
+        self._opened = threading.Condition(self._lock)  # a connection came, or stop
         self._reaper = threading.Thread(target=self._reap, name=f"{name}-reaper", daemon=True)
 
     # -- wiring into a socketserver ----------------------------------------------------------
@@ -104,6 +105,8 @@ class ConnectionGate:
 
     def stop(self) -> None:
         self._stop.set()
+        with self._opened:
+            self._opened.notify()
         if self._reaper.is_alive():
             self._reaper.join(2.0)
 
@@ -138,6 +141,7 @@ class ConnectionGate:
                 next_look = min(waited_until, by_age[0][0] + FRESH_S)
                 self._released.wait(max(0.001, next_look - now))
             self._open[request] = _Connection(self._clock())
+            self._opened.notify()
         if victim is not None:
             _cut(victim)
         return True
@@ -183,15 +187,26 @@ class ConnectionGate:
             self._refused, self._refusal_logged_at = 0, now
 
     def _reap(self) -> None:
-        """Cut every connection past its deadline: its blocked read or write returns."""
-        while not self._stop.wait(REAP_EVERY_S):
-            deadline = self._clock() - self.limits.request_timeout_s
-            with self._lock:
-                late = [
-                    r for r, c in self._open.items() if not c.closed and c.accepted_at < deadline
-                ]
+        """Cut every connection past its deadline: its blocked read or write returns. Sleeps
+        until the oldest open connection's deadline, or until one opens: an idle server
+        costs no wake-ups."""
+        while not self._stop.is_set():
+            with self._opened:
+                now = self._clock()
+                deadline = now - self.limits.request_timeout_s
+                live = [(c.accepted_at, r) for r, c in self._open.items() if not c.closed]
+                late = [r for at, r in live if at < deadline]
                 for request in late:
                     self._open[request].closed = True
+                if not late:
+                    oldest = min((at for at, _r in live), default=None)
+                    wait_s = (
+                        None
+                        if oldest is None
+                        else oldest + self.limits.request_timeout_s - now + REAP_LATE_S
+                    )
+                    self._opened.wait(wait_s)
+                    continue
             for request in late:
                 _cut(request)
 

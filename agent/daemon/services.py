@@ -7,6 +7,8 @@ A failure half-way through start-up stops what already started, in reverse, and 
 from __future__ import annotations
 
 import logging
+import os
+import selectors
 import socketserver
 import threading
 from collections.abc import Callable, Sequence
@@ -47,9 +49,11 @@ class CallbackService:
 
 
 class ServerService:
-    """A socketserver bound at start, bounded (limits.py) and served on its own thread;
-    stopped only if it started (``shutdown`` on a server that never served would wait for
-    ever)."""
+    """A socketserver bound at start, bounded (limits.py) and served on its own thread.
+
+    The accept loop blocks on the listening socket and a wake-up pipe together, with no
+    timeout: an idle server wakes for nothing (socketserver's ``serve_forever`` polls twice a
+    second), and ``stop`` writes to the pipe to end it at once."""
 
     def __init__(
         self,
@@ -63,22 +67,39 @@ class ServerService:
         self.server: socketserver.BaseServer | None = None
         self.gate: ConnectionGate | None = None
         self._thread: threading.Thread | None = None
+        self._wake_r, self._wake_w = -1, -1
 
     def start(self) -> None:
         self.server = self._bind()
         self.gate = ConnectionGate(self.name, self._limits)
         self.gate.install(self.server)
+        self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(
-            target=self.server.serve_forever, name=self.name, daemon=True
+            target=self._serve, args=(self.server,), name=self.name, daemon=True
         )
         self._thread.start()
+
+    def _serve(self, server: socketserver.BaseServer) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(server, selectors.EVENT_READ)  # type: ignore[arg-type]
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            while True:
+                for key, _events in selector.select():
+                    if key.fileobj == self._wake_r:
+                        return
+                    # What serve_forever does per readable event: accept, then hand the
+                    # connection to the server's own process_request (gated, threaded).
+                    server._handle_request_noblock()  # type: ignore[attr-defined]
+                server.service_actions()
 
     def stop(self) -> None:
         if self.server is None or self._thread is None:
             return
-        self.server.shutdown()
-        self.server.server_close()
+        os.write(self._wake_w, b"x")
         self._thread.join(5.0)
+        self.server.server_close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
         if self.gate is not None:
             self.gate.stop()
 
