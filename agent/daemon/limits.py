@@ -140,8 +140,9 @@ class ConnectionGate:
                 # again once the oldest is no longer fresh, or when one ends.
                 next_look = min(waited_until, by_age[0][0] + FRESH_S)
                 self._released.wait(max(0.001, next_look - now))
+            if not live:  # the reaper sleeps without a deadline only while none is open;
+                self._opened.notify()  # later ones have later deadlines than the oldest
             self._open[request] = _Connection(self._clock())
-            self._opened.notify()
         if victim is not None:
             _cut(victim)
         return True
