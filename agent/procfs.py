@@ -15,7 +15,10 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class CpuTimes:
-    """Aggregate jiffies of all CPUs: busy (user..steal, without idle and iowait) and total."""
+    """Aggregate jiffies of all CPUs: busy and total. Busy is user + nice + system + irq +
+    softirq: this machine's own work. Steal (a hypervisor running another tenant on this
+    vCPU) is in the total but not busy: it is no work of this VM's. Guest time is already
+    inside user and nice."""
 
     busy: int
     total: int
@@ -34,9 +37,9 @@ def parse_proc_stat(text: str) -> tuple[CpuTimes, int]:
             # user nice system idle iowait irq softirq steal [guest guest_nice: inside user/nice]
             fields = [int(v) for v in line.split()[1:]]
             values = fields[:8] + [0] * (8 - len(fields[:8]))
-            idle = values[3] + values[4]
+            not_busy = values[3] + values[4] + values[7]  # idle, iowait, steal
             total = sum(values)
-            aggregate = CpuTimes(busy=total - idle, total=total)
+            aggregate = CpuTimes(busy=total - not_busy, total=total)
         elif line.startswith("cpu") and line[3:4].isdigit():
             cpus += 1
     if aggregate is None:

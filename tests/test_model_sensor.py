@@ -71,6 +71,20 @@ def test_bare_metal_cpu_power_from_table_tdp_and_utilisation(
     assert all(d.key.source == "model" for d in snapshot.devices)
 
 
+def test_time_stolen_by_the_hypervisor_is_not_this_vms_busy_time(tmp_path: Path) -> None:
+    """/proc/stat's steal column: another tenant ran on this vCPU. 30 busy + 70 stolen ticks
+    is a VM busy 30 % of the time, not 100 %."""
+    procfs = make_procfs(tmp_path / "proc", threads=4, virtualised=True)
+    sensor = model(procfs.root)
+    sensor.discover()
+    sensor.read()
+    procfs.tick(busy=30, idle=0, steal=70)
+    [cpu, _dram] = sensor.read().readings
+    assert isinstance(cpu, PowerReading)
+    assert cpu.power_uw == round(16 * curve_fraction(0.3) * 1e6)  # 4 W x 4 threads x f(0.3)
+    assert "0 0 0 70 0 0" in (procfs.root / "stat").read_text().splitlines()[0]
+
+
 def test_vm_uses_per_thread_wattage_and_config_overrides(tmp_path: Path) -> None:
     procfs = make_procfs(tmp_path / "proc", threads=4, virtualised=True)
     sensor = model(procfs.root)

@@ -14,19 +14,21 @@ class FakeProcfs:
     threads: int = 4
     busy: int = 0
     idle: int = 0
+    steal: int = 0
 
     def write_stat(self) -> None:
         # user nice system idle iowait irq softirq steal guest guest_nice
         user, system = self.busy // 2, self.busy - self.busy // 2
-        lines = [f"cpu  {user} 0 {system} {self.idle} 0 0 0 0 0 0"]
+        lines = [f"cpu  {user} 0 {system} {self.idle} 0 0 0 {self.steal} 0 0"]
         lines += [f"cpu{i} 0 0 0 0 0 0 0 0 0 0" for i in range(self.threads)]
         lines += ["intr 0", "ctxt 0", "btime 1700000000", "processes 1"]
         (self.root / "stat").write_text("\n".join(lines) + "\n")
 
-    def tick(self, busy: int, idle: int) -> None:
-        """Let busy and idle jiffies pass (summed over all CPUs)."""
+    def tick(self, busy: int, idle: int, steal: int = 0) -> None:
+        """Let busy, idle and stolen jiffies pass (summed over all CPUs)."""
         self.busy += busy
         self.idle += idle
+        self.steal += steal
         self.write_stat()
 
 
