@@ -81,14 +81,65 @@ def normalise_location(code: str, data_dir: Path | None = None) -> str:
             'or a US state ("US-CA")'
         )
     match: Any = None
+    if cleaned in LOCATION_ALIASES:
+        return LOCATION_ALIASES[cleaned]
     if len(cleaned) == 2:
         match = pycountry.countries.get(alpha_2=cleaned)
     elif len(cleaned) == 3:
         match = pycountry.countries.get(alpha_3=cleaned)
+    else:
+        state = _us_state_names(data_dir or codecarbon_data_dir()).get(cleaned)
+        if state is not None:
+            return f"US-{state}"
+        try:  # a name: "France", "germany", "Republic of Korea"
+            match = pycountry.countries.lookup(code.strip())
+        except LookupError:
+            match = None
     if match is None:
+        hint = _did_you_mean(code, data_dir or codecarbon_data_dir())
         raise ValueError(
-            f'unknown location {code!r}: expected an ISO 3166 country code ("FR", "DE"), '
-            'a US state ("US-CA") or "WORLD"'
+            f'unknown location {code!r}{hint}: expected an ISO 3166 country code ("FR", "DE"), '
+            'a country name ("France"), a US state ("US-CA", "California") or "WORLD"'
         )
     alpha_2: str = match.alpha_2
     return alpha_2
+
+
+# Codes people write that ISO 3166 spells otherwise (UK is GB's; EL is the EU's code for Greece).
+LOCATION_ALIASES = {
+    "UK": "GB",
+    "GREAT BRITAIN": "GB",
+    "BRITAIN": "GB",
+    "ENGLAND": "GB",
+    "SCOTLAND": "GB",
+    "WALES": "GB",
+    "NORTHERN IRELAND": "GB",
+    "EL": "GR",
+    "HOLLAND": "NL",
+}
+
+
+@lru_cache(maxsize=4)
+def _us_state_names(data_dir: Path) -> dict[str, str]:
+    """Upper-case US state name -> its code, from codecarbon's usa_emissions.json."""
+    candidates = sorted(data_dir.glob("private_infra/*/usa_emissions.json"))
+    if not candidates:
+        return {}
+    raw: dict[str, Any] = json.loads(candidates[-1].read_text(encoding="utf-8"))
+    return {
+        name.upper(): entry["regionCode"].upper()
+        for name, entry in raw.items()
+        if not name.startswith("_") and isinstance(entry, dict) and "regionCode" in entry
+    }
+
+
+def _did_you_mean(code: str, data_dir: Path) -> str:
+    """' (did you mean "France"?)' for a near miss among country and state names, or ""."""
+    import pycountry  # noqa: PLC0415 - only on the error path
+    from rapidfuzz import fuzz, process  # noqa: PLC0415
+
+    names = [country.name for country in pycountry.countries]
+    names += [name.title() for name in _us_state_names(data_dir)]
+    names += [alias.title() for alias in LOCATION_ALIASES if len(alias) > 3]
+    best = process.extractOne(code.strip(), names, scorer=fuzz.WRatio, score_cutoff=80)
+    return f' (did you mean "{best[0]}"?)' if best else ""

@@ -85,10 +85,37 @@ def test_a_value_in_the_packaged_data_that_is_no_intensity_is_no_figure(tmp_path
         _ = OfflineIntensityData(data).world_average
 
 
-@pytest.mark.parametrize("code", ["XX", "US-ZZ", "DE-BY", "FRANCE"])
+@pytest.mark.parametrize("code", ["XX", "US-ZZ", "DE-BY", "Atlantis"])
 def test_unknown_locations_are_errors_naming_the_accepted_forms(code: str) -> None:
-    with pytest.raises(LocationError):
+    with pytest.raises(LocationError, match=r"unknown|no offline data") as error:
         OfflineIntensityData().normalise(code)
+    assert "did you mean" not in str(error.value)  # nothing near enough to suggest
+
+
+@pytest.mark.parametrize(
+    ("written", "code"),
+    [
+        ("UK", "GB"),
+        ("uk", "GB"),
+        ("Great Britain", "GB"),
+        ("France", "FR"),
+        ("germany", "DE"),
+        ("EL", "GR"),
+        ("California", "US-CA"),
+        ("new york", "US-NY"),
+        ("FRA", "FR"),
+    ],
+)
+def test_locations_by_name_and_common_alias(written: str, code: str) -> None:
+    assert OfflineIntensityData().normalise(written) == code
+
+
+@pytest.mark.parametrize(
+    ("written", "suggestion"), [("Frnace", "France"), ("Californa", "California")]
+)
+def test_a_near_miss_gets_a_did_you_mean(written: str, suggestion: str) -> None:
+    with pytest.raises(LocationError, match=f'did you mean "{suggestion}"'):
+        OfflineIntensityData().normalise(written)
 
 
 @pytest.fixture
