@@ -234,13 +234,13 @@ def job() -> None:
     "run",
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
 )
-@click.option("--name", required=True, help="Job name (shown as job_name).")
+@click.option("--name", help="Job name (shown as job_name); default: the command's name.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="A tag; repeatable.")
 @click.option("--socket", "socket_path", type=_path, help="Job API socket of the agent.")
 @click.option("--json", "as_json", is_flag=True, help="Print the totals as JSON at the end.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def job_run(
-    name: str,
+    name: str | None,
     tags: tuple[str, ...],
     socket_path: Path | None,
     as_json: bool,
@@ -251,9 +251,10 @@ def job_run(
     carbonscope job run --name bert --tag team=nlp -- python train.py
     """
     from carbonscope.client import JobApiError, JobClient
-    from carbonscope.jobs.run_command import run_as_job, summary_lines
+    from carbonscope.jobs.run_command import default_name, run_as_job, summary_lines
     from carbonscope.jobs.validation import JobRequestError, validate_name
 
+    name = name or default_name(command)
     try:
         validate_name(name)
     except JobRequestError as exc:

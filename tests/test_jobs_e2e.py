@@ -273,3 +273,40 @@ def test_job_run_bad_tag_is_a_usage_error_before_anything_runs(tmp_path: Path) -
     assert result.returncode == 2
     assert "--tag" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "ran").exists()
+
+
+def test_job_run_names_the_job_after_its_command_and_skips_what_cannot_start(
+    tmp_path: Path,
+) -> None:
+    daemon = Daemon(["--sysfs-root", str(tmp_path)], tmp_path, env={"CARBONSCOPE_CONFIG": ""})
+    try:
+        daemon.wait_ready()
+
+        def job_run(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [*JOB_RUN, *args],
+                env={**os.environ, "CARBONSCOPE_SOCKET": str(daemon.socket)},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        ran = job_run("--", "sh", "-c", "exit 0")
+        assert ran.returncode == 0, ran.stderr
+        (started,) = [line for line in ran.stderr.splitlines() if " started; " in line]
+        job_id = started.split()[2]
+        assert started == (
+            f"carbonscope: job {job_id} (sh) started; watch it with: carbonscope jobs show {job_id}"
+        )
+        missing = job_run("--name", "typo", "--", "no-such-command-here", "--flag")
+        assert missing.returncode == 127
+        assert missing.stderr == "carbonscope: no-such-command-here: command not found\n"
+        script = tmp_path / "not-executable.sh"
+        script.write_text("#!/bin/sh\necho hi\n")
+        denied = job_run("--", str(script))
+        assert denied.returncode == 126
+        assert "permission denied" in denied.stderr
+        names = [job["name"] for job in JobClient(daemon.socket).list()]
+        assert names == ["sh"]  # the two that could not start left no job behind
+    finally:
+        assert daemon.stop() == 0

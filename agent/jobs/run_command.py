@@ -9,6 +9,7 @@ anyway, with a warning. The exit status is the command's (128 + N when killed by
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,6 +40,24 @@ def _terminal_delivers_to_child() -> bool:
         return False
 
 
+def launch_problem(command: Sequence[str]) -> tuple[int, str] | None:
+    """(exit status, one line) when ``command`` cannot be started, as the shell would say
+    (127 not found, 126 not executable); None when it can. Checked before any job is
+    registered, so a typo records no empty job."""
+    program = command[0]
+    path = program if "/" in program else shutil.which(program)
+    if path is None or not os.path.exists(path):
+        return EXIT_NOT_FOUND, f"carbonscope: {program}: command not found"
+    if os.path.isdir(path) or not os.access(path, os.X_OK):
+        return EXIT_NOT_EXECUTABLE, f"carbonscope: {program}: permission denied"
+    return None
+
+
+def default_name(command: Sequence[str]) -> str:
+    """A job's name when ``--name`` is not given: the command's basename ("python3")."""
+    return os.path.basename(command[0]) or command[0]
+
+
 def run_as_job(
     command: Sequence[str],
     name: str,
@@ -47,9 +66,19 @@ def run_as_job(
     err: TextIO = sys.stderr,
 ) -> tuple[int, dict[str, Any] | None]:
     """Run ``command`` as a job; return its exit status and the job's totals (None untracked)."""
+    problem = launch_problem(command)
+    if problem is not None:
+        code, line = problem
+        print(line, file=err)
+        return code, None
     job_id: str | None = None
     try:
         job_id = str(client.start(name, tags)["job_id"])  # this process: the command's parent
+        print(
+            f"carbonscope: job {job_id} ({name}) started; "
+            f"watch it with: carbonscope jobs show {job_id}",
+            file=err,
+        )
     except AgentUnavailable as exc:
         print(f"carbonscope: warning: {exc}; running the command untracked", file=err)
     except JobApiError as exc:
