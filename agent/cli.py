@@ -338,26 +338,11 @@ def jobs_list(
         click.echo(json.dumps(records, indent=2))
         return
     from rich.console import Console  # rich: only for a terminal
-    from rich.table import Table
 
-    table = Table(title="carbonscope jobs")
-    for column in ("job_id", "name", "user", "state", "started", "duration", "kWh", "gCO2e"):
-        table.add_column(column, overflow="fold")
-    for record in records:
-        energy = record["energy_kwh"]
-        emissions = record["emissions_grams"]
-        assert isinstance(emissions, dict)
-        table.add_row(
-            str(record["job_id"]),
-            str(record["name"]),
-            str(record["user"]),
-            str(record["state"]),
-            str(record["started_at"])[:19].replace("T", " "),
-            f"{record['duration_s']:.0f}s",
-            f"{energy:.6f}",
-            f"{emissions['location']:.3f}",
-        )
-    Console().print(table)
+    from carbonscope.terminal import jobs_table
+
+    console = Console()
+    console.print(jobs_table(records, console.width))
 
 
 @jobs.command("show")
@@ -375,8 +360,10 @@ def jobs_show(job_id: str, as_json: bool, socket_path: Path | None, state_dir: P
         return
     for line in summary_lines(record):
         click.echo(line)
-    for key in ("user", "kind", "started_at", "ended_at", "tags", "pids", "cgroup"):
-        click.echo(f"  {key:<10} {record[key]}")
+    from carbonscope.terminal import record_fields
+
+    for key, value in record_fields(record):
+        click.echo(f"  {key:<10} {value}")
 
 
 def main() -> None:

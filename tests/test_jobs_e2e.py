@@ -124,7 +124,15 @@ def test_job_run_gets_its_cpu_share_and_its_gpu_energy(nvml_library: Path, tmp_p
 
     assert runner.returncode == 3, err
     assert "carbonscope: job j-" in err and "(e2e-train) finished after" in err
-    assert "kWh" in err and "gCO2e location-based" in err and "% measured" in err
+    assert "CO2e location-based" in err and "% measured" in err
+    # "  energy     750 J = cpu 700 J + gpu 50.0 J": the parts add up to the total as printed
+    (energy_line,) = [line for line in err.splitlines() if line.startswith("  energy ")]
+    total_text, _, parts_text = energy_line.split(maxsplit=1)[1].partition(" = ")
+    total_value, unit = total_text.split()
+    parts = [part.split() for part in parts_text.split(" + ")]
+    assert {"cpu", "gpu"} <= {part[0] for part in parts} and {part[2] for part in parts} == {unit}
+    decimals = len(total_value.partition(".")[2])
+    assert round(sum(float(part[1]) for part in parts), decimals) == float(total_value)
 
     [job_id] = {
         dict(labels)["job_id"] for (name, labels) in final if name == "carbonscope_job_info"

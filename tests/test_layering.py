@@ -27,6 +27,7 @@ FOUNDATION = {
     "client",
     "host",
     "periodic",
+    "display",
 }
 LAYERS: list[set[str]] = [
     FOUNDATION,
@@ -39,6 +40,7 @@ LAYERS: list[set[str]] = [
     {"ledger"},
     {"exporters"},
     {"daemon", "probe"},
+    {"terminal"},
     {"cli", "__init__"},
     {"__main__"},
 ]

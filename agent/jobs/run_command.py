@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import Any, TextIO
 
+from carbonscope import display
 from carbonscope.client import AgentUnavailable, JobApiError, JobClient, JobClientError
 
 FORWARDED_SIGNALS = (
@@ -134,23 +135,22 @@ def format_duration_s(seconds: float) -> str:
 
 
 def summary_lines(totals: Mapping[str, Any]) -> list[str]:
-    """The end-of-job summary: duration, kWh by component, gCO2e, measured vs modelled."""
-    by_component = totals["energy_joules"]
+    """The end-of-job summary: duration, energy by component (parts adding up to the total as
+    printed), emissions, measured vs modelled. Units scale with the figures (display.py)."""
     total_j = float(totals["energy_joules_total"])
-    measured_j, modelled_j = float(totals["measured_joules"]), float(totals["modelled_joules"])
-    parts = ", ".join(
-        f"{component} {joules / 3.6e6:.6f}" for component, joules in sorted(by_component.items())
+    total, parts = display.energy_parts(
+        total_j, {component: float(j) for component, j in totals["energy_joules"].items()}
     )
     emissions = totals["emissions_grams"]
+    measured_j, modelled_j = float(totals["measured_joules"]), float(totals["modelled_joules"])
     known = measured_j + modelled_j
-    measured_pct = 100.0 * measured_j / known if known else 0.0
+    measured_pct = round(100.0 * measured_j / known) if known else 0
+    breakdown = " + ".join(f"{component} {parts[component]}" for component in sorted(parts))
     return [
         f"carbonscope: job {totals['job_id']} ({totals['name']}) "
         f"{totals['state']} after {format_duration_s(float(totals['duration_s']))}",
-        f"  energy     {total_j / 3.6e6:.6f} kWh ({total_j:.1f} J)"
-        + (f": {parts} kWh" if parts else ""),
-        f"  emissions  {float(emissions['location']):.3f} gCO2e location-based, "
-        f"{float(emissions['market']):.3f} gCO2e market-based",
-        f"  source     {measured_pct:.0f}% measured, {100.0 - measured_pct if known else 0.0:.0f}%"
-        " modelled",
+        f"  energy     {total}" + (f" = {breakdown}" if len(parts) > 1 else ""),
+        f"  emissions  {display.emissions(float(emissions['location']))} CO2e location-based, "
+        f"{display.emissions(float(emissions['market']))} CO2e market-based",
+        f"  source     {measured_pct}% measured, {100 - measured_pct if known else 0}% modelled",
     ]
