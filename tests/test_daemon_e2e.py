@@ -242,3 +242,26 @@ def test_a_plain_run_on_the_static_provider_loads_no_heavy_module(tmp_path: Path
     assert "carbonscope.daemon.runner" in imported  # the profile is there
     heavy = {"rich", "requests", "urllib3", "rapidfuzz", "codecarbon", "prometheus_client"}
     assert not {name for name in imported if name.split(".")[0] in heavy}
+
+
+def test_on_utc_with_no_location_the_world_average_is_a_warning_with_the_fix(
+    tmp_path: Path,
+) -> None:
+    """Cloud VMs run UTC: the time zone names no country, so the world average applies, and
+    the log says so once, with the config key that fixes it."""
+    daemon = Daemon(
+        ["--sysfs-root", str(tmp_path)], tmp_path, env={"CARBONSCOPE_CONFIG": "", "TZ": "UTC"}
+    )
+    try:
+        daemon.wait_ready()
+        scrape = daemon.scrape()
+    finally:
+        assert daemon.stop() == 0
+    assert (
+        scrape[
+            ("carbonscope_grid_location_info", (("location", "WORLD"), ("resolved_by", "default")))
+        ]
+        == 1
+    )
+    warnings = [line for line in daemon.log_text().splitlines() if " WARNING " in line]
+    assert any("grid location WORLD" in line and "carbon.location" in line for line in warnings)

@@ -116,7 +116,17 @@ def _log_sources(agent: Agent, loaded: LoadedConfig) -> None:
             log.info("source %s: %s", item.sensor.name, line)
         for status in item.discovery.statuses:
             log.info("source %s: %s (%s)", item.sensor.name, status.status, status.reason)
-    log.info("grid location %s (%s)", agent.location.code, agent.location.detail)
+    location = agent.location
+    if location.resolved_by == "default":  # most often a cloud VM on UTC: say how to fix it
+        log.warning(
+            "grid location %s (%s): emissions are weighed by the world average, which can be "
+            'several times off; set carbon.location (e.g. "FR", "US-CA") or '
+            "CARBONSCOPE_CARBON__LOCATION",
+            location.code,
+            location.detail,
+        )
+    else:
+        log.info("grid location %s (%s)", location.code, location.detail)
     log.info(
         "grid intensity provider %s (refresh %gs, max age %gs)",
         agent.intensity.name,
