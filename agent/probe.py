@@ -74,9 +74,13 @@ def run_probe(
     selection = select_sensors(config.sensors, SourceContext(roots), everything=True)
     used = {key for item in selection for key in item.used}
     sensors: list[tuple[Sensor, Discovery]] = [(item.sensor, item.found) for item in selection]
-    provider = build_intensity_provider(
-        config.carbon, resolve_location(config.carbon.location, env)
+    location = resolve_location(
+        config.carbon.location,
+        env,
+        sysfs=config.agent.sysfs_root,
+        metadata_url=config.carbon.cloud_metadata_url,
     )
+    provider = build_intensity_provider(config.carbon, location)
     if isinstance(provider, IntensityFeed):
         provider.refresh_once()  # one fetch, within carbon.timeout; its error is shown
     monitor = Monitor(

@@ -50,6 +50,11 @@ def test_valid_file_passes(tmp_path: Path) -> None:
         ('[agent]\ninterval = "2m"\n', "agent.interval", "between 50ms and 60s"),
         ("[carbon]\npue = 0.8\n", "carbon.pue", "greater than or equal to 1"),
         ('[carbon]\nlocation = "Atlantis"\n', "carbon.location", "unknown location"),
+        (
+            '[carbon]\ncloud_metadata_url = "169.254.169.254"\n',
+            "carbon.cloud_metadata_url",
+            "http://",
+        ),
         ('[agent]\nlisten = "9377"\n', "agent.listen", "HOST:PORT"),
         ('[sensors]\nenable = ["rapl", "telepathy"]\n', "sensors.enable.1", "Input should be"),
         ('[jobs]\npromoted_tags = ["Team-Name"]\n', "jobs.promoted_tags", "cannot become labels"),

@@ -1,6 +1,7 @@
-"""Where the node is: from config, else guessed offline from the system time zone.
+"""Where the node is: from config, else the cloud region (carbon/cloud.py), else guessed
+offline from the system time zone, else the world average.
 
-The guess maps the zone name (TZ, /etc/timezone or the /etc/localtime link) to a country
+The time-zone guess maps the zone name (TZ, /etc/timezone or the /etc/localtime link) to a country
 through tzdata's zone1970.tab (first country of the row: the most populous), then zone.tab for
 zones zone1970.tab only knows as links (Europe/Amsterdam). UTC or anything unknown gives the
 world average. How the location was chosen is kept with it, for probe and metric labels.
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from carbonscope.carbon.cloud import METADATA_TIMEOUT_S, cloud_region
 from carbonscope.carbon.offline_data import WORLD
 
 DEFAULT_ZONEINFO_DIR = Path("/usr/share/zoneinfo")
@@ -22,7 +24,7 @@ _UTC_NAMES = {"UTC", "UCT", "GMT", "Zulu", "Universal", "Greenwich"}
 @dataclass(frozen=True)
 class ResolvedLocation:
     code: str  # "FR", "US-CA", "WORLD"
-    resolved_by: str  # "config" | "timezone" | "default"
+    resolved_by: str  # "config" | "cloud" | "timezone" | "default"
     detail: str  # a sentence for probe and logs
 
 
@@ -88,7 +90,26 @@ def resolve_location(
     env: Mapping[str, str],
     etc_dir: Path = Path("/etc"),
     zoneinfo_dir: Path = DEFAULT_ZONEINFO_DIR,
+    sysfs: Path | None = None,
+    metadata_url: str = "",
+    metadata_timeout_s: float = METADATA_TIMEOUT_S,
 ) -> ResolvedLocation:
+    """Config, then the cloud region (only when DMI names a cloud; one bounded attempt),
+    then the time zone, then the world average."""
     if configured.strip():
         return ResolvedLocation(configured.strip().upper(), "config", "carbon.location in config")
-    return guess_from_timezone(system_timezone(env, etc_dir), zoneinfo_dir)
+    unplaced = ""
+    if sysfs is not None:
+        region = cloud_region(sysfs, metadata_url, metadata_timeout_s)
+        if region is not None and region.location is not None:
+            return ResolvedLocation(
+                region.location,
+                "cloud",
+                f"{region.cloud} region {region.region} -> {region.location}",
+            )
+        if region is not None:
+            unplaced = f"{region.cloud} region {region.region} is in no region table; "
+    guessed = guess_from_timezone(system_timezone(env, etc_dir), zoneinfo_dir)
+    if unplaced:
+        return ResolvedLocation(guessed.code, guessed.resolved_by, unplaced + guessed.detail)
+    return guessed

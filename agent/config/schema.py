@@ -186,6 +186,7 @@ _PROVIDER_REQUIRES = {
 
 class CarbonSection(_Section):
     location: str = ""
+    cloud_metadata_url: str = ""  # "" = the detected cloud's own (http://169.254.169.254)
     provider: Literal["static", "electricitymaps", "watttime", "uk", "file"] = "static"
     pue: Annotated[float, Field(ge=1.0, le=5.0)] = 1.0
     market_factor: Annotated[float | None, BeforeValidator(_empty_as_none), Field(ge=0)] = None
@@ -196,6 +197,13 @@ class CarbonSection(_Section):
     watttime: WattTimeSection = WattTimeSection()
     uk: UkSection = UkSection()
     file: FileSection = FileSection()
+
+    @field_validator("cloud_metadata_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value.strip() and not re.match(r"^https?://[^/\s]+", value.strip()):
+            raise ValueError(f"expected an http:// or https:// base URL, got {value!r}")
+        return value.strip()
 
     @field_validator("location")
     @classmethod

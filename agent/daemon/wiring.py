@@ -68,7 +68,12 @@ def build_agent(config: Config, state_dir: Path, env: Mapping[str, str] | None =
     env = os.environ if env is None else env
     roots = SensorRoots(sysfs=config.agent.sysfs_root, procfs=config.agent.procfs_root)
     sensors = select_sensors(config.sensors, SourceContext(roots))
-    location = resolve_location(config.carbon.location, env)
+    location = resolve_location(
+        config.carbon.location,
+        env,
+        sysfs=config.agent.sysfs_root,
+        metadata_url=config.carbon.cloud_metadata_url,
+    )
     ledger = JobLedger(state_dir / LEDGER_FILE_NAME)
     jobs = JobRegistry(jobs_settings(config.jobs, config.agent.interval), roots, ledger)
     intensity = build_intensity_provider(config.carbon, location)
