@@ -179,3 +179,16 @@ def test_static_provider_labels_its_value() -> None:
     assert (value.location, value.provider, value.signal) == ("DE", "static", "average")
     assert value.g_per_kwh == country_value("DEU")
     assert "Europe/Berlin" in value.detail
+
+
+def test_each_static_factor_says_its_method_and_year_as_its_source_states_them() -> None:
+    data = OfflineIntensityData()
+    california = data.lookup("US-CA")
+    assert (california.emission_factor_type, california.year) == ("direct", 2023)  # eGRID2023
+    france = data.lookup("FR")
+    mix = json.loads((DATA / "private_infra/global_energy_mix.json").read_text())
+    assert (france.emission_factor_type, france.year) == ("unspecified", mix["FRA"]["year"])
+    world = data.lookup("WORLD")
+    assert (world.emission_factor_type, world.year) == ("unspecified", 2019)
+    provider = StaticIntensityProvider(ResolvedLocation("US-CA", "config", ""))
+    assert provider.current(0.0).average.emission_factor_type == "direct"

@@ -84,6 +84,7 @@ class StaticIntensityProvider:
                 age_s=0.0,
                 resolved_by=location.resolved_by,
                 detail=f"{location.detail}; {self.value.dataset}{year}",
+                emission_factor_type=self.value.emission_factor_type,
             )
         )
 

@@ -41,6 +41,9 @@ class StaticIntensity:
     intensity_g_per_kwh: float
     year: int | None
     dataset: str
+    # "direct" (combustion at the plant) or "lifecycle" where the data's own source says so;
+    # codecarbon's country and world figures state no method: "unspecified" (docs/carbon.md).
+    emission_factor_type: str = "unspecified"
 
 
 class OfflineIntensityData:
@@ -67,7 +70,8 @@ class OfflineIntensityData:
                 f"codecarbon's world_average is {data.get('world_average')!r}, not an intensity: "
                 "set carbon.location or reinstall codecarbon"
             )
-        return StaticIntensity(WORLD, value, None, "codecarbon world_average")
+        # The file cites the IEA's Global Energy & CO2 Status Report 2019 for it.
+        return StaticIntensity(WORLD, value, 2019, "codecarbon world_average (IEA 2019)")
 
     def normalise(self, code: str) -> str:
         """Canonical spelling of a location code, or LocationError naming what is accepted."""
@@ -85,7 +89,8 @@ class OfflineIntensityData:
             states, year = us_state_intensities(self._data_dir)
             state = states.get(location[3:])
             if state is not None:
-                return StaticIntensity(location, state, year, "EPA eGRID via codecarbon")
+                # eGRID's output emission rates are the plants' combustion emissions
+                return StaticIntensity(location, state, year, "EPA eGRID via codecarbon", "direct")
             world = self.world_average
             return StaticIntensity(
                 location, world.intensity_g_per_kwh, None, "world average (no data)"
