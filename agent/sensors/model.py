@@ -1,8 +1,9 @@
 """Modelled CPU and DRAM power for machines no sensor covers (most VMs and clouds).
 
 CPU: P = TDP x f(u), u the busy fraction of all CPUs since the previous read (/proc/stat),
-f piecewise linear through (0, 0.12), (0.10, 0.32), (0.50, 0.75), (1.00, 1.00): the SPECpower
-shaped curve popularised by Teads and Cloud Carbon Footprint, capped at TDP.
+f piecewise linear through (0, 0.12), (0.10, 0.32), (0.50, 0.75), (1.00, 1.00): the curve
+Teads derived from SPECpower results, capped at TDP (Cloud Carbon Footprint's model is a
+different one, linear between min and max watts per vCPU).
 TDP: config ``sensors.model.cpu_tdp_watts``; else on bare metal the CPU model's TDP from
 codecarbon's table times the socket count; else (unknown CPU, or a VM, where the host's TDP
 says nothing about our slice) ``cpu_watts_per_thread`` x threads.
