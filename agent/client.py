@@ -88,8 +88,16 @@ class JobClient:
             body["pids"] = pids
         return self._request("POST", "/v1/jobs", body)
 
-    def stop(self, job_id: str) -> dict[str, Any]:
-        return self._request("POST", f"/v1/jobs/{job_id}/stop", {})
+    def stop(
+        self, job_id: str, exit_code: int | None = None, signal: int | None = None
+    ) -> dict[str, Any]:
+        """End a job; ``exit_code`` or ``signal``: how its command ended, kept in the ledger."""
+        body: dict[str, Any] = {}
+        if exit_code is not None:
+            body["exit_code"] = exit_code
+        elif signal is not None:
+            body["signal"] = signal
+        return self._request("POST", f"/v1/jobs/{job_id}/stop", body)
 
     def get(self, job_id: str) -> dict[str, Any]:
         return self._request("GET", f"/v1/jobs/{job_id}")

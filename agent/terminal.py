@@ -80,6 +80,7 @@ def record_fields(record: Record) -> list[tuple[str, str]]:
         ("kind", str(record["kind"])),
         ("started", display.local_time(str(record["started_at"]))),
         ("ended", display.local_time(str(ended)) if ended else "- (running)"),
+        ("outcome", str(record.get("outcome") or "-")),
         ("tags", ", ".join(f"{k}={v}" for k, v in sorted(tags.items())) or "-"),
         ("pids", ", ".join(str(pid) for pid in pids) or "-"),
         ("cgroup", str(record.get("cgroup") or "-")),

@@ -96,6 +96,41 @@ def test_register_get_stop_round_trip(api: tuple[JobRegistry, Path]) -> None:
     assert client.start("mine")["pids"] == [os.getpid()]
 
 
+def test_a_stop_records_how_the_command_ended(api: tuple[JobRegistry, Path]) -> None:
+    registry, path = api
+    client = JobClient(path)
+    plain, failed, killed = (client.start(name)["job_id"] for name in ("plain", "failed", "hit"))
+    assert client.stop(plain)["outcome"] == "stopped"
+    assert client.stop(failed, exit_code=3)["outcome"] == "exit 3"
+    assert client.stop(killed, signal=2)["outcome"] == "signal SIGINT"
+    registry.flush()
+    stored = {r.name: r.outcome for r in registry.recent(10)}
+    assert stored == {"plain": "stopped", "failed": "exit 3", "hit": "signal SIGINT"}
+    assert client.get(failed)["outcome"] == "exit 3"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"exit_code": 256}, "exit_code must be an integer from 0 to 255"),
+        ({"signal": 0}, "signal must be an integer from 1 to 64"),
+        ({"exit_code": True}, "exit_code must be an integer"),
+        ({"exit_code": 1, "signal": 9}, "not both"),
+        ({"reason": "x"}, "unknown field"),
+        ([1], "JSON object"),
+    ],
+)
+def test_a_stop_with_a_bad_status_is_a_400(
+    api: tuple[JobRegistry, Path], body: object, message: str
+) -> None:
+    _registry, path = api
+    job_id = JobClient(path).start("to-stop")["job_id"]
+    with pytest.raises(JobApiError) as refused:
+        JobClient(path)._request("POST", f"/v1/jobs/{job_id}/stop", body)
+    assert refused.value.status == 400 and message in str(refused.value)
+    assert JobClient(path).get(job_id)["state"] == "running"
+
+
 def test_another_user_cannot_register_roots_process_or_stop_roots_job(
     api: tuple[JobRegistry, Path],
 ) -> None:

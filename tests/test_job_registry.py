@@ -171,6 +171,7 @@ def test_job_ends_when_its_processes_are_gone_and_stays_exported_for_the_window(
     [view] = snap.attribution.jobs
     assert (view.job_id, view.running) == (job.job_id, False)
     assert not world.registry.get(job.job_id).running
+    assert world.registry.get(job.job_id).outcome == "processes gone"
     for _ in range(11):
         snap = world.second(1, 1, 1000, 100)
     world.registry.flush()
@@ -284,6 +285,7 @@ def test_slurm_job_uses_cgroup_cpu_time_and_nested_tagged_job_is_not_double_coun
     slurm.rmdir()
     world.second(1, 1, 1, 1)
     assert not world.registry.get("slurm-77").running
+    assert world.registry.get("slurm-77").outcome == "cgroup gone"
 
 
 @pytest.mark.faults

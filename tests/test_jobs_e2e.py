@@ -123,7 +123,7 @@ def test_job_run_gets_its_cpu_share_and_its_gpu_energy(nvml_library: Path, tmp_p
         assert daemon.stop() == 0, daemon.log_text()
 
     assert runner.returncode == 3, err
-    assert "carbonscope: job j-" in err and "(e2e-train) finished after" in err
+    assert "carbonscope: job j-" in err and "(e2e-train) finished (exit 3) after" in err
     assert "CO2e location-based" in err and "% measured" in err
     # "  energy     750 J = cpu 700 J + gpu 50.0 J": the parts add up to the total as printed
     (energy_line,) = [line for line in err.splitlines() if line.startswith("  energy ")]
@@ -314,7 +314,13 @@ def test_job_run_names_the_job_after_its_command_and_skips_what_cannot_start(
         denied = job_run("--", str(script))
         assert denied.returncode == 126
         assert "permission denied" in denied.stderr
-        names = [job["name"] for job in JobClient(daemon.socket).list()]
-        assert names == ["sh"]  # the two that could not start left no job behind
+        jobs = JobClient(daemon.socket).list()
+        assert [job["name"] for job in jobs] == ["sh"]  # what could not start left no job
+        assert jobs[0]["outcome"] == "exit 0"
+        killed = job_run("--name", "killed", "--", "sh", "-c", "kill -INT $$")
+        assert killed.returncode == 128 + signal.SIGINT
+        assert "finished (signal SIGINT) after" in killed.stderr
+        outcomes = {job["name"]: job["outcome"] for job in JobClient(daemon.socket).list()}
+        assert outcomes == {"sh": "exit 0", "killed": "signal SIGINT"}
     finally:
         assert daemon.stop() == 0

@@ -28,7 +28,12 @@ from urllib.parse import parse_qs, urlsplit
 from carbonscope.errors import CarbonscopeError
 from carbonscope.jobs.model import Caller
 from carbonscope.jobs.registry import JobRegistry
-from carbonscope.jobs.validation import JobRequestError, parse_job_request, validate_job_id
+from carbonscope.jobs.validation import (
+    JobRequestError,
+    parse_job_request,
+    parse_stop_request,
+    validate_job_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +108,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise JobRequestError(f"no such endpoint: {url.path}", status=404)
             if method != "POST":
                 raise JobRequestError("use POST to stop a job", status=405)
-            self._json_body(optional=True)
-            return 200, registry.stop(caller, job_id).to_json(registry.now())
+            outcome = parse_stop_request(self._json_body(optional=True))
+            return 200, registry.stop(caller, job_id, outcome).to_json(registry.now())
         if method != "GET":
             raise JobRequestError(f"{method} is not allowed on a job", status=405)
         return 200, registry.get(job_id, caller).to_json(now)

@@ -44,6 +44,7 @@ class LiveJob:
     duration_s: float = 0.0  # monotonic seconds run, up to ``mono_mark_s``
     mono_mark_s: float | None = None  # monotonic time it runs from (None: ended, frozen)
     downtime_s: float = 0.0  # a resumed job: the agent's downtime, added if it is still alive
+    outcome: str | None = None  # how it ended (JobRecord.outcome); set by a stop or at the end
 
     @classmethod
     def resume(cls, record: JobRecord, seq: int, now_mono_s: float, now_s: float) -> LiveJob:
@@ -90,6 +91,7 @@ class LiveJob:
             updated_at=self.updated_at,
             energy_by_period=tuple(sorted(self.energy_by_period.items())),
             duration_s=self.duration_at(now_mono_s),
+            outcome=self.outcome,
         )
 
     def forget_written_periods(self, written: JobRecord) -> None:
@@ -100,9 +102,11 @@ class LiveJob:
             for period_id in [p for p in self.energy_by_period if p < newest]:
                 del self.energy_by_period[period_id]
 
-    def end(self, at: float, now_mono_s: float | None) -> None:
+    def end(self, at: float, now_mono_s: float | None, outcome: str = "stopped") -> None:
         """Ended at wall time ``at`` (a stamp); its duration stops at ``now_mono_s`` (None:
-        it ended while the agent was down, at its last write: nothing more is added)."""
+        it ended while the agent was down, at its last write: nothing more is added). A stop
+        that brought its own outcome (an exit status) keeps it."""
+        self.outcome = self.outcome or outcome
         if now_mono_s is not None:
             self.duration_s = self.duration_at(now_mono_s)
         self.mono_mark_s = None

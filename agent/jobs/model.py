@@ -65,6 +65,9 @@ class JobRecord:
     # How long it ran, on the monotonic clock (a wall-clock step changes it not); None in
     # records from ledgers older than schema 3, whose duration is end - start on the wall.
     duration_s: float | None = None
+    # How it ended: "exit 3", "signal SIGINT" (from `job run`), "stopped" (an API stop with no
+    # status), "processes gone", "cgroup gone"; None while running and in older ledgers.
+    outcome: str | None = None
 
     @property
     def running(self) -> bool:
@@ -99,6 +102,7 @@ class JobRecord:
             },
             "pids": sorted({pid for pid, _start in self.processes}),
             "cgroup": self.cgroup,
+            "outcome": self.outcome,
         }
 
 

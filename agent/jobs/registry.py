@@ -160,8 +160,9 @@ class JobRegistry:
             if self._ledger is None or self._ledger.get(job_id) is None:
                 return job_id
 
-    def stop(self, caller: Caller, job_id: str) -> JobRecord:
-        """End a job at the next sample (so its last interval is counted) and return its totals."""
+    def stop(self, caller: Caller, job_id: str, outcome: str | None = None) -> JobRecord:
+        """End a job at the next sample (so its last interval is counted) and return its totals.
+        ``outcome``: how its command ended ("exit 3", "signal SIGINT"), when the caller knows."""
         with self._lock:
             job = self._jobs.get(job_id)
         if job is None:  # finished and expired from memory: the ledger has its totals
@@ -174,6 +175,7 @@ class JobRegistry:
             self._authorise(caller, job.base)
             if job.running:
                 job.stop_requested = True
+                job.outcome = outcome
                 deadline = self._monotonic_s() + self._settings.stop_wait_s
                 while job.running and (left := deadline - self._monotonic_s()) > 0:
                     self._sampled.wait(left)
@@ -300,9 +302,9 @@ class JobRegistry:
                 # A resumed job whose processes did not survive the downtime ended, at the
                 # latest, when it was last written; otherwise it ends now.
                 if job.resumed_at is not None:  # died while the agent was down
-                    job.end(job.resumed_at, None)
+                    job.end(job.resumed_at, None, "processes gone")
                 else:
-                    job.end(now, mono)
+                    job.end(now, mono, "processes gone")
                 log.info("job %s ended: all its processes are gone", job_id)
             else:
                 if job.resumed_at is not None:  # survived the downtime: it ran meanwhile
@@ -320,14 +322,14 @@ class JobRegistry:
         for job_id in plan.cgroups_running:
             job = self._jobs[job_id]
             if job_id in activity.gone_cgroups or job.stop_requested:
-                job.end(now, mono)
+                job.end(now, mono, "stopped" if job.stop_requested else "cgroup gone")
                 if job.stop_requested:  # never re-created while its cgroup lingers
                     self._retired_cgroups.add(job_id)
             elif job_id in activity.cgroups:
                 job.cgroup = activity.cgroups[job_id]
         for found in activity.new_cgroups:  # gone again within its first interval
             if found.cgroup.job_id in activity.gone_cgroups:
-                self._jobs[found.cgroup.job_id].end(now, mono)
+                self._jobs[found.cgroup.job_id].end(now, mono, "cgroup gone")
 
     def _add_cgroup_job(self, found: NewCgroup, now: float) -> None:
         cgroup = found.cgroup
@@ -360,7 +362,7 @@ class JobRegistry:
         for job_id, record in self._resumable_cgroup_jobs.items():
             self._seq += 1
             job = LiveJob.resume(record, self._seq, self._monotonic_s(), self._wall_clock_s())
-            job.end(record.updated_at, None)
+            job.end(record.updated_at, None, "cgroup gone")
             self._jobs[job_id] = job
             log.info("job %s ended while the agent was down", job_id)
         self._resumable_cgroup_jobs.clear()

@@ -87,21 +87,26 @@ def run_as_job(
             raise
         print(f"carbonscope: warning: job not registered: {exc}; running untracked", file=err)
 
+    returncode: int  # as Popen has it: negative N when killed by signal N
     try:
         child = subprocess.Popen(list(command))
-    except FileNotFoundError:
+    except FileNotFoundError:  # removed since the check above
         print(f"carbonscope: {command[0]}: command not found", file=err)
-        code = EXIT_NOT_FOUND
+        code = returncode = EXIT_NOT_FOUND
     except PermissionError:
         print(f"carbonscope: {command[0]}: permission denied", file=err)
-        code = EXIT_NOT_EXECUTABLE
+        code = returncode = EXIT_NOT_EXECUTABLE
     else:
         code = _wait_forwarding_signals(child)
+        returncode = child.returncode
 
     totals = None
     if job_id is not None:
         try:
-            totals = client.stop(job_id)
+            if returncode < 0:  # killed by a signal
+                totals = client.stop(job_id, signal=-returncode)
+            else:
+                totals = client.stop(job_id, exit_code=returncode)
         except JobClientError as exc:
             print(f"carbonscope: warning: job {job_id} could not be stopped: {exc}", file=err)
     return code, totals
@@ -147,8 +152,9 @@ def summary_lines(totals: Mapping[str, Any]) -> list[str]:
     measured_pct = round(100.0 * measured_j / known) if known else 0
     breakdown = " + ".join(f"{component} {parts[component]}" for component in sorted(parts))
     return [
-        f"carbonscope: job {totals['job_id']} ({totals['name']}) "
-        f"{totals['state']} after {format_duration_s(float(totals['duration_s']))}",
+        f"carbonscope: job {totals['job_id']} ({totals['name']}) {totals['state']}"
+        + (f" ({totals['outcome']})" if totals.get("outcome") else "")
+        + f" after {format_duration_s(float(totals['duration_s']))}",
         f"  energy     {total}" + (f" = {breakdown}" if len(parts) > 1 else ""),
         f"  emissions  {display.emissions(float(emissions['location']))} CO2e location-based, "
         f"{display.emissions(float(emissions['market']))} CO2e market-based",

@@ -8,6 +8,7 @@ bounded length and count, so that no caller can inject labels or explode cardina
 from __future__ import annotations
 
 import re
+import signal
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,3 +105,27 @@ def validate_job_id(job_id: str) -> str:
     if not JOB_ID.fullmatch(job_id):
         raise JobRequestError(f"no such job: {job_id[:100]!r}", status=404)
     return job_id
+
+
+def parse_stop_request(body: Any) -> str | None:
+    """The optional body of a stop: how the job's command ended, ``{"exit_code": 0..255}`` or
+    ``{"signal": 1..64}``; returns the outcome to record ("exit 3", "signal SIGINT")."""
+    if body is None or body == {}:
+        return None
+    if not isinstance(body, dict):
+        raise JobRequestError('the body must be a JSON object: {"exit_code": N} or {"signal": N}')
+    unknown = sorted(set(body) - {"exit_code", "signal"})
+    if unknown:
+        raise JobRequestError(f"unknown field(s): {', '.join(map(str, unknown))}")
+    if len(body) != 1:
+        raise JobRequestError("give exit_code or signal, not both")
+    ((key, value),) = body.items()
+    low, high = (0, 255) if key == "exit_code" else (1, 64)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise JobRequestError(f"{key} must be an integer from {low} to {high}")
+    if key == "exit_code":
+        return f"exit {value}"
+    try:
+        return f"signal {signal.Signals(value).name}"
+    except ValueError:
+        return f"signal {value}"

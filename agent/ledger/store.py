@@ -26,7 +26,7 @@ from carbonscope.jobs.model import JobKind, JobRecord
 from carbonscope.sensors.base import Component
 from carbonscope.snapshot import LedgerWrites
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 LEDGER_FILE_NAME = "ledger.sqlite"  # in agent.state_dir
 _COMPONENTS = (Component.CPU, Component.DRAM, Component.GPU, Component.PLATFORM)
 _SCHEMA = """
@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     processes TEXT NOT NULL,       -- JSON [[pid, start_ticks], ...]
     cgroup TEXT,
     updated_at REAL NOT NULL,
-    duration_s REAL                -- measured on the monotonic clock (NULL: older ledgers)
+    duration_s REAL,               -- measured on the monotonic clock (NULL: older ledgers)
+    outcome TEXT                   -- how it ended: "exit 3", "signal SIGINT", "stopped", ...
 );
 CREATE INDEX IF NOT EXISTS jobs_started ON jobs (started_at);
 CREATE INDEX IF NOT EXISTS jobs_running ON jobs (ended_at) WHERE ended_at IS NULL;
@@ -83,7 +84,7 @@ CREATE TABLE IF NOT EXISTS job_periods (  -- a job's energy under each intensity
 _COLUMNS = (
     "job_id, name, kind, uid, user, tags, started_at, ended_at, cpu_uj, dram_uj, gpu_uj, "
     "platform_uj, measured_uj, modelled_uj, emissions_location_g, emissions_market_g, "
-    "processes, cgroup, updated_at, duration_s"
+    "processes, cgroup, updated_at, duration_s, outcome"
 )
 
 
@@ -169,6 +170,8 @@ class JobLedger:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
             if "duration_s" not in columns:  # a version 1 or 2 ledger
                 self._db.execute("ALTER TABLE jobs ADD COLUMN duration_s REAL")
+            if "outcome" not in columns:  # a version 1 to 3 ledger
+                self._db.execute("ALTER TABLE jobs ADD COLUMN outcome TEXT")
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (sqlite3.Error, OSError) as exc:
             raise LedgerError(f"cannot open the job ledger {path}: {exc}") from None
@@ -303,13 +306,14 @@ def _row(record: JobRecord) -> tuple[object, ...]:
         record.cgroup,
         record.updated_at,
         record.duration_s,
+        record.outcome,
     )
 
 
 def _record(row: tuple[object, ...]) -> JobRecord:
     (job_id, name, kind, uid, user, tags, started, ended, *rest) = row
     energy, rest = rest[:4], rest[4:]
-    measured, modelled, location_g, market_g, processes, cgroup, updated, duration = rest
+    measured, modelled, location_g, market_g, processes, cgroup, updated, duration, outcome = rest
     return JobRecord(
         job_id=str(job_id),
         name=str(name),
@@ -333,4 +337,5 @@ def _record(row: tuple[object, ...]) -> JobRecord:
         cgroup=None if cgroup is None else str(cgroup),
         updated_at=float(str(updated)),
         duration_s=None if duration is None else float(str(duration)),
+        outcome=None if outcome is None else str(outcome),
     )
