@@ -179,6 +179,11 @@ class track_job(contextlib.ContextDecorator):
         return None if self.totals is None else float(self.totals["emissions_grams"]["market"])
 
     @property
+    def grid_location(self) -> dict[str, str] | None:
+        """The node's grid location and how it was chosen ({"code", "resolved_by", "detail"})."""
+        return None if self.totals is None else self.totals.get("grid_location")
+
+    @property
     def energy_by_component(self) -> dict[str, float] | None:
         return None if self.totals is None else dict(self.totals["energy_joules"])
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from carbonscope.client import JobClient
+from carbonscope.client import JobClient, track_job
 from carbonscope.procfs import read_cpu_times, read_pid_stat
 from tests.daemon import Daemon, Labels
 from tests.fakes.nvml import FakeGpu, FakeNvml
@@ -286,7 +286,9 @@ def test_job_run_bad_tag_is_a_usage_error_before_anything_runs(tmp_path: Path) -
 def test_job_run_names_the_job_after_its_command_and_skips_what_cannot_start(
     tmp_path: Path,
 ) -> None:
-    daemon = Daemon(["--sysfs-root", str(tmp_path)], tmp_path, env={"CARBONSCOPE_CONFIG": ""})
+    daemon = Daemon(
+        ["--sysfs-root", str(tmp_path)], tmp_path, env={"CARBONSCOPE_CONFIG": "", "TZ": "UTC"}
+    )
     try:
         daemon.wait_ready()
 
@@ -301,6 +303,12 @@ def test_job_run_names_the_job_after_its_command_and_skips_what_cannot_start(
 
         ran = job_run("--", "sh", "-c", "exit 0")
         assert ran.returncode == 0, ran.stderr
+        # the summary names where its emissions were weighed, and how that was chosen
+        assert "\n  grid       WORLD (by default: time zone UTC names no country" in ran.stderr
+        with track_job("tracked", socket_path=daemon.socket) as tracked:
+            pass
+        assert tracked.grid_location is not None
+        assert tracked.grid_location["resolved_by"] == "default"
         (started,) = [line for line in ran.stderr.splitlines() if " started; " in line]
         job_id = started.split()[2]
         assert started == (
@@ -315,12 +323,12 @@ def test_job_run_names_the_job_after_its_command_and_skips_what_cannot_start(
         assert denied.returncode == 126
         assert "permission denied" in denied.stderr
         jobs = JobClient(daemon.socket).list()
-        assert [job["name"] for job in jobs] == ["sh"]  # what could not start left no job
-        assert jobs[0]["outcome"] == "exit 0"
+        assert sorted(job["name"] for job in jobs) == ["sh", "tracked"]  # no typo job left
+        assert {job["name"]: job["outcome"] for job in jobs}["sh"] == "exit 0"
         killed = job_run("--name", "killed", "--", "sh", "-c", "kill -INT $$")
         assert killed.returncode == 128 + signal.SIGINT
         assert "finished (signal SIGINT) after" in killed.stderr
         outcomes = {job["name"]: job["outcome"] for job in JobClient(daemon.socket).list()}
-        assert outcomes == {"sh": "exit 0", "killed": "signal SIGINT"}
+        assert outcomes == {"sh": "exit 0", "tracked": "stopped", "killed": "signal SIGINT"}
     finally:
         assert daemon.stop() == 0

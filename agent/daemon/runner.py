@@ -99,7 +99,15 @@ def daemon_services(loaded: LoadedConfig, agent: Agent, notifier: SystemdNotifie
     services.append(
         ServerService(
             "job API",
-            lambda: JobApiServer(loaded.jobs_socket, agent.jobs),
+            lambda: JobApiServer(
+                loaded.jobs_socket,
+                agent.jobs,
+                {
+                    "code": agent.location.code,
+                    "resolved_by": agent.location.resolved_by,
+                    "detail": agent.location.detail,
+                },
+            ),
             connection_limits(config),
         )
     )

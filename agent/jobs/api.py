@@ -20,6 +20,7 @@ import socket
 import socketserver
 import stat
 import struct
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
@@ -54,6 +55,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = REQUEST_TIMEOUT_S  # a silent client cannot hold a thread for ever
     registry: ClassVar[JobRegistry]
+    grid_location: ClassVar[Mapping[str, str] | None] = None  # the node's, in every job answer
 
     def address_string(self) -> str:  # AF_UNIX peers have no address
         return "unix"
@@ -96,11 +98,11 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "POST":
                 request = parse_job_request(self._json_body())
                 record = registry.register(caller, request)
-                return 201, record.to_json(now)
+                return 201, self._job_json(record.to_json(now))
             if method == "GET":
                 limit = _limit(parse_qs(url.query).get("limit", ["100"])[-1])
                 records = registry.recent(limit, caller)
-                return 200, {"jobs": [record.to_json(now) for record in records]}
+                return 200, {"jobs": [self._job_json(record.to_json(now)) for record in records]}
             raise JobRequestError(f"{method} is not allowed on /v1/jobs", status=405)
         job_id = validate_job_id(parts[2])
         if len(parts) == 4:
@@ -109,10 +111,16 @@ class _Handler(BaseHTTPRequestHandler):
             if method != "POST":
                 raise JobRequestError("use POST to stop a job", status=405)
             outcome = parse_stop_request(self._json_body(optional=True))
-            return 200, registry.stop(caller, job_id, outcome).to_json(registry.now())
+            stopped = registry.stop(caller, job_id, outcome)
+            return 200, self._job_json(stopped.to_json(registry.now()))
         if method != "GET":
             raise JobRequestError(f"{method} is not allowed on a job", status=405)
-        return 200, registry.get(job_id, caller).to_json(now)
+        return 200, self._job_json(registry.get(job_id, caller).to_json(now))
+
+    def _job_json(self, job: dict[str, Any]) -> dict[str, Any]:
+        if self.grid_location is not None:
+            job["grid_location"] = dict(self.grid_location)
+        return job
 
     def _json_body(self, optional: bool = False) -> Any:
         if self.headers.get("Transfer-Encoding"):
@@ -177,10 +185,16 @@ class JobApiServer(_Server):
     """The job API, bound on construction; the daemon serves it on its own thread
     (carbonscope.daemon.services.ServerService) and ``server_close`` removes the socket."""
 
-    def __init__(self, path: Path, registry: JobRegistry) -> None:
+    def __init__(
+        self, path: Path, registry: JobRegistry, grid_location: Mapping[str, str] | None = None
+    ) -> None:
+        """``grid_location``: the node's grid location and how it was chosen ({"code",
+        "resolved_by", "detail"}), added to every job's JSON, so a job's summary names it."""
         self.path = path
         _prepare_socket_path(path)
-        handler = type("JobApiHandler", (_Handler,), {"registry": registry})
+        handler = type(
+            "JobApiHandler", (_Handler,), {"registry": registry, "grid_location": grid_location}
+        )
         try:
             super().__init__(str(path), handler)
             os.chmod(path, 0o666)

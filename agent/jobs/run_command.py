@@ -159,4 +159,12 @@ def summary_lines(totals: Mapping[str, Any]) -> list[str]:
         f"  emissions  {display.emissions(float(emissions['location']))} CO2e location-based, "
         f"{display.emissions(float(emissions['market']))} CO2e market-based",
         f"  source     {measured_pct}% measured, {100 - measured_pct if known else 0}% modelled",
+        *_grid_line(totals.get("grid_location")),
     ]
+
+
+def _grid_line(grid: object) -> list[str]:
+    """Where the emissions were weighed, and how that place was chosen (config, cloud, ...)."""
+    if not isinstance(grid, Mapping):
+        return []
+    return [f"  grid       {grid.get('code')} (by {grid.get('resolved_by')}: {grid.get('detail')})"]
