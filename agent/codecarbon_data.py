@@ -30,10 +30,9 @@ def codecarbon_data_dir() -> Path:
 
 
 @lru_cache(maxsize=4)
-def us_state_intensities(data_dir: Path) -> tuple[dict[str, float | None], int | None]:
-    """gCO2e/kWh per US state code, and the eGRID year, from the newest usa_emissions.json
-    (lbs CO2e/MWh keyed by state name with a regionCode; the file moves with eGRID's year).
-    A state listed without a usable figure (NaN, negative, text) maps to None."""
+def _usa_emissions(data_dir: Path) -> tuple[dict[str, dict[str, Any]], int | None]:
+    """The newest usa_emissions.json (the file moves with eGRID's year): its state entries by
+    state name, each with a regionCode and lbs CO2e/MWh, and the eGRID year."""
     candidates = sorted(data_dir.glob("private_infra/*/usa_emissions.json"))
     if not candidates:
         return {}, None
@@ -41,13 +40,23 @@ def us_state_intensities(data_dir: Path) -> tuple[dict[str, float | None], int |
     source = raw.get("_source", {})
     year = source.get("year") if isinstance(source, dict) else None
     states = {
-        entry["regionCode"].upper(): sane_intensity(
-            entry.get("emissions"), LBS_PER_MWH_TO_G_PER_KWH
-        )
+        name: entry
         for name, entry in raw.items()
         if not name.startswith("_") and isinstance(entry, dict) and "regionCode" in entry
     }
     return states, year if isinstance(year, int) else None
+
+
+def us_state_intensities(data_dir: Path) -> tuple[dict[str, float | None], int | None]:
+    """gCO2e/kWh per US state code, and the eGRID year. A state listed without a usable
+    figure (NaN, negative, text) maps to None."""
+    states, year = _usa_emissions(data_dir)
+    return {
+        entry["regionCode"].upper(): sane_intensity(
+            entry.get("emissions"), LBS_PER_MWH_TO_G_PER_KWH
+        )
+        for entry in states.values()
+    }, year
 
 
 def sane_intensity(value: object, scale: float = 1.0) -> float | None:
@@ -119,18 +128,10 @@ LOCATION_ALIASES = {
 }
 
 
-@lru_cache(maxsize=4)
 def _us_state_names(data_dir: Path) -> dict[str, str]:
-    """Upper-case US state name -> its code, from codecarbon's usa_emissions.json."""
-    candidates = sorted(data_dir.glob("private_infra/*/usa_emissions.json"))
-    if not candidates:
-        return {}
-    raw: dict[str, Any] = json.loads(candidates[-1].read_text(encoding="utf-8"))
-    return {
-        name.upper(): entry["regionCode"].upper()
-        for name, entry in raw.items()
-        if not name.startswith("_") and isinstance(entry, dict) and "regionCode" in entry
-    }
+    """Upper-case US state name -> its code."""
+    states, _year = _usa_emissions(data_dir)
+    return {name.upper(): entry["regionCode"].upper() for name, entry in states.items()}
 
 
 def _did_you_mean(code: str, data_dir: Path) -> str:

@@ -49,6 +49,24 @@ class Run:
     series: int = 0
 
 
+def _scraped_window(pid: int, url: str, seconds: float) -> tuple[float, float, float, Scraper]:
+    """Warm-up, then ``_window`` while a client scrapes ``url`` once a second."""
+    time.sleep(WARM_UP_S)
+    scraper = Scraper(url).start()
+    try:
+        cpu, rss, peak = _window(pid, seconds)
+    finally:
+        scraper.stop()
+    return cpu, rss, peak, scraper
+
+
+def _scrape_quantiles_ms(scraper: Scraper) -> dict[str, float]:
+    return {
+        "scrape_p50_ms": quantile(scraper.latencies_s, 0.5) * 1e3,
+        "scrape_p99_ms": quantile(scraper.latencies_s, 0.99) * 1e3,
+    }
+
+
 def _window(pid: int, seconds: float) -> tuple[float, float, float]:
     """(CPU % of a core, RSS, peak RSS) over ``seconds`` of steady state."""
     cpu_before, started = cpu_seconds(pid), time.monotonic()
@@ -79,11 +97,10 @@ def carbonscope(
         startup = wait_until_answers(daemon.url + "/healthz", started)
         if before_window is not None:
             before_window(daemon)
-        time.sleep(WARM_UP_S)
         first = get(daemon.url + "/metrics")
-        scraper = Scraper(daemon.url + "/metrics").start()
-        cpu, rss, peak = _window(daemon.process.pid, seconds)
-        scraper.stop()
+        cpu, rss, peak, scraper = _scraped_window(
+            daemon.process.pid, daemon.url + "/metrics", seconds
+        )
         last = get(daemon.url + "/metrics")
     finally:
         daemon.stop()
@@ -94,8 +111,7 @@ def carbonscope(
         rss,
         peak,
         startup,
-        scrape_p50_ms=quantile(scraper.latencies_s, 0.5) * 1e3,
-        scrape_p99_ms=quantile(scraper.latencies_s, 0.99) * 1e3,
+        **_scrape_quantiles_ms(scraper),
         sample_mean_ms=histogram_mean(first, last, SAMPLE_HISTOGRAM) * 1e3,
         sample_p50_ms=histogram_quantile(0.5, before, after) * 1e3,
         sample_p99_ms=histogram_quantile(0.99, before, after) * 1e3,
@@ -128,10 +144,7 @@ def node_exporter(sysfs: Path, seconds: float) -> Run:
     )
     try:
         startup = wait_until_answers(url, started)
-        time.sleep(WARM_UP_S)
-        scraper = Scraper(url).start()
-        cpu, rss, peak = _window(process.pid, seconds)
-        scraper.stop()
+        cpu, rss, peak, scraper = _scraped_window(process.pid, url, seconds)
     finally:
         process.terminate()
         process.wait(10)
@@ -140,8 +153,7 @@ def node_exporter(sysfs: Path, seconds: float) -> Run:
         rss,
         peak,
         startup,
-        scrape_p50_ms=quantile(scraper.latencies_s, 0.5) * 1e3,
-        scrape_p99_ms=quantile(scraper.latencies_s, 0.99) * 1e3,
+        **_scrape_quantiles_ms(scraper),
         series=series_count(scraper.last_body),
     )
 

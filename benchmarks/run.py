@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.architecture import hung_polled_source_rows, job_api_under_scan_rows
+from benchmarks.measure import memory_mib
 from benchmarks.timing import timed
 from carbonscope.accounting.intensity_log import IntensityLog
 from carbonscope.carbon.feed import FeedSettings, IntensityFeed
@@ -95,13 +96,6 @@ def year_of_hours(path: Path) -> IntensityFeed:
     return IntensityFeed(IntensityFileSource(path, "FR"), static, FeedSettings(900, 7200))
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def main() -> None:
     rows: list[tuple[str, str, str, str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -156,7 +150,7 @@ def main() -> None:
             rows.append(
                 (
                     "daemon RSS after warm-up",
-                    f"{rss_mib(daemon.process.pid):.1f} MiB",
+                    f"{memory_mib(daemon.process.pid)[0]:.1f} MiB",
                     "-",
                     "-",
                     "-",

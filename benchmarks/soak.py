@@ -14,19 +14,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.measure import memory_mib
 from carbonscope.client import JobClient, JobClientError
 from tests.daemon import Daemon
 from tests.fakes.powercap import two_socket_server
 
 WARM_UP_MIN = 5
 RSS_GROWTH_MIB = 5.0
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def fds(pid: int) -> int:
@@ -89,7 +83,7 @@ def main() -> int:
             for minute in range(minutes + 1):
                 if minute:
                     time.sleep(60)
-                rows.append((minute, rss_mib(pid), fds(pid)))
+                rows.append((minute, memory_mib(pid)[0], fds(pid)))
                 print(
                     f"{minute:6d}  {rows[-1][1]:7.1f}  {rows[-1][2]:3d}  {counts['scrapes']:7d}  "
                     f"{counts['jobs']:4d}  {counts['errors']:6d}",

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -20,14 +21,18 @@ from tests.fakes.nvml import FakeNvml, build_library
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def unavailable(message: str) -> NoReturn:
+    """Something a test needs is missing: in CI (which has it) a failure, elsewhere a skip."""
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require_tool(name: str) -> str:
     """The path of a system tool; in CI a missing tool fails the test instead of skipping it."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} not installed (make test installs it when run as root)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{name} not installed (make test installs it when run as root)")
     return path
 
 

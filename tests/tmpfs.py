@@ -15,9 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import IN_CI
+from tests.conftest import unavailable
 
 _MOUNT = 'mount -t tmpfs -o "size=$0" carbonscope-test "$1" && shift && exec "$@"'
 
@@ -50,9 +48,7 @@ def require_private_tmpfs() -> None:
     """Skip without a private tmpfs; in CI (a root VM, where it works) fail instead."""
     reason = unavailable_reason()
     if reason:
-        if IN_CI:
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(reason)
 
 
 def tmpfs_wrapper(mount_point: Path, size: str) -> tuple[str, ...]:

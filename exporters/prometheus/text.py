@@ -40,8 +40,10 @@ class Metric:
         return self.name
 
 
-class GaugeMetricFamily(Metric):
-    type = "gauge"
+class _ValueFamily(Metric):
+    """A family of plain samples named ``name + SUFFIX``."""
+
+    SUFFIX = ""
 
     def __init__(
         self,
@@ -50,36 +52,27 @@ class GaugeMetricFamily(Metric):
         value: float | None = None,
         labels: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(name, documentation, labels)
+        super().__init__(name.removesuffix(self.SUFFIX), documentation, labels)
         if value is not None:
-            self._add(name, (), value)
-
-    def add_metric(self, labels: Sequence[str], value: float) -> None:
-        self._add(self.name, labels, value)
-
-
-class CounterMetricFamily(Metric):
-    """A counter named without ``_total``: the exposition adds it."""
-
-    type = "counter"
-
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        value: float | None = None,
-        labels: Sequence[str] | None = None,
-    ) -> None:
-        super().__init__(name.removesuffix("_total"), documentation, labels)
-        if value is not None:
-            self._add(self.name + "_total", (), value)
+            self.add_metric((), value)
 
     @property
     def exposed_name(self) -> str:
-        return self.name + "_total"
+        return self.name + self.SUFFIX
 
     def add_metric(self, labels: Sequence[str], value: float) -> None:
-        self._add(self.name + "_total", labels, value)
+        self._add(self.exposed_name, labels, value)
+
+
+class GaugeMetricFamily(_ValueFamily):
+    type = "gauge"
+
+
+class CounterMetricFamily(_ValueFamily):
+    """A counter named without ``_total``: the exposition adds it."""
+
+    type = "counter"
+    SUFFIX = "_total"
 
 
 class HistogramMetricFamily(Metric):
