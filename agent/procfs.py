@@ -115,20 +115,29 @@ SCAN_BATCH = 128
 SCAN_PAUSE_S = 0.0001
 
 
-def read_process_table(procfs: Path) -> dict[int, ProcStat]:
-    """Every process now. Processes that exit during the scan are simply absent."""
+def list_pids(procfs: Path) -> list[int]:
+    """The PIDs in procfs now (its numeric entries); [] without a procfs."""
+    try:
+        return [int(name) for name in os.listdir(procfs) if name.isdigit()]
+    except FileNotFoundError:
+        return []
+
+
+def read_pid_stats(procfs: Path, pids: Iterable[int]) -> dict[int, ProcStat]:
+    """The stat of each of ``pids`` still running. Processes that exit meanwhile are absent."""
     table: dict[int, ProcStat] = {}
     root = os.fspath(procfs)
-    try:
-        names = os.listdir(root)
-    except FileNotFoundError:
-        return table
-    for index, name in enumerate(names, 1):
-        if name.isdigit() and (stat := _read_stat_file(f"{root}/{name}/stat")) is not None:
+    for index, pid in enumerate(pids, 1):
+        if (stat := _read_stat_file(f"{root}/{pid}/stat")) is not None:
             table[stat.pid] = stat
         if index % SCAN_BATCH == 0:
             time.sleep(SCAN_PAUSE_S)
     return table
+
+
+def read_process_table(procfs: Path) -> dict[int, ProcStat]:
+    """Every process now. Processes that exit during the scan are simply absent."""
+    return read_pid_stats(procfs, list_pids(procfs))
 
 
 def _read_children(root: str, pid: int, threads: int) -> list[int] | None:

@@ -158,3 +158,4 @@ def test_the_real_kernel_lists_children_and_grandchildren() -> None:
         os.kill(sleeper, signal.SIGKILL)
         shell.kill()
         shell.wait()
+        shell.stdout.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -162,6 +163,9 @@ def run_daemon(loaded: LoadedConfig, env: Mapping[str, str] | None = None) -> in
     signal.signal(signal.SIGINT, _on_signal)
     services = Services(daemon_services(loaded, agent, notifier))
     services.start()  # StartupError: what started is stopped again; the CLI prints one line
+    # What start-up built lives as long as the daemon: out of the collector's sight, so that a
+    # full collection walks the samples' garbage only (~9 ms less, once in a while, on a sample).
+    gc.freeze()
     interval = config.agent.interval
     notifier.notify(
         "READY=1",

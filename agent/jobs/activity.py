@@ -21,6 +21,7 @@ from carbonscope.accounting.attribution import CpuActivity
 from carbonscope.jobs.cgroups import CgroupJob, discover_cgroup_jobs, job_of_cgroups, read_usage_us
 from carbonscope.jobs.model import user_name
 from carbonscope.jobs.processes import JobProcesses, TrackedSample, track
+from carbonscope.jobs.rescan import PacedRescan
 from carbonscope.procfs import (
     CpuTimes,
     ProcStat,
@@ -36,10 +37,13 @@ from carbonscope.units import US_PER_S
 
 log = logging.getLogger(__name__)
 
-# Each sample reads only the tagged jobs' process trees (from their known members, through the
-# kernel's children lists); the whole process table is read at the first sample, this often
-# after, and on every sample where the kernel has no children lists.
+# Each sample reads the tagged jobs' process trees (from their known members, through the
+# kernel's children lists) and a slice of the whole process table, all of it this often
+# (rescan.py); the whole table at once on every sample where the kernel has no children lists.
 FULL_SCAN_EVERY_S = 60.0
+# Processes the rescan reads per sample at most (~0.3 ms): at a 1 s interval, a pass takes
+# longer than the period on machines of more than 1,920 processes.
+RESCAN_BUDGET = 32
 # Walking a process costs about twice reading its stat in the full scan (the children list as
 # well: benchmarks/run.py). When the jobs hold more than half the machine's processes, the
 # full scan is the cheaper way to the same answer.
@@ -86,10 +90,8 @@ class ActivityMeter:
         monotonic_s: Callable[[], float] = time.monotonic,
     ) -> None:
         self._procfs = roots.procfs
-        self._monotonic_s = monotonic_s
-        self._last_full_scan_s: float | None = None
+        self._rescan = PacedRescan(roots.procfs, FULL_SCAN_EVERY_S, RESCAN_BUDGET, monotonic_s)
         self._children_lists = True  # until the kernel shows it has none
-        self._machine_processes = 0  # in the last full scan
         self._job_processes = 0  # members of tagged jobs at the last sample
         self._cgroup_root = roots.sysfs / "fs" / "cgroup"
         self._detect_cgroups = detect_cgroups
@@ -150,18 +152,14 @@ class ActivityMeter:
         self, tagged: Mapping[str, JobProcesses], gpu_pids: set[int]
     ) -> Mapping[int, ProcStat]:
         """The processes attribution needs: every tagged job's tree and the GPU processes."""
-        now = self._monotonic_s()
-        last_full = self._last_full_scan_s
-        walk_pays = self._job_processes * WALK_COST < self._machine_processes
-        if (
-            self._children_lists
-            and walk_pays
-            and last_full is not None
-            and now - last_full < FULL_SCAN_EVERY_S
-        ):
+        machine = self._rescan.machine_processes  # None: not counted yet, a walk is likely
+        walk_pays = machine is None or self._job_processes * WALK_COST < machine
+        if self._children_lists and walk_pays:
             roots = [pid for job in tagged.values() for pid, _start in (*job.roots, *job.members)]
             table = read_process_tree(self._procfs, roots)
             if table is not None:
+                for pid, rescanned in self._rescan.next_slice().items():
+                    table.setdefault(pid, rescanned)
                 for pid in gpu_pids - table.keys():
                     if (stat := read_pid_stat(self._procfs, pid)) is not None:
                         table[pid] = stat
@@ -172,9 +170,8 @@ class ActivityMeter:
                 "the whole process table",
                 self._procfs,
             )
-        self._last_full_scan_s = now
         table = read_process_table(self._procfs)
-        self._machine_processes = len(table)
+        self._rescan.read_whole(table)
         return table
 
     def _us(self, ticks: int) -> int:
