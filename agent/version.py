@@ -1,10 +1,5 @@
-"""The installed carbonscope version (standard library only)."""
+"""The carbonscope version: the one place it is written (pyproject.toml reads it from here,
+through [tool.hatch.version]), so that knowing it costs no importlib.metadata (which loads
+email, zipfile and shutil with lzma and bz2)."""
 
-from __future__ import annotations
-
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("carbonscope")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+__version__ = "0.1.0"

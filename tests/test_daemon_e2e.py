@@ -223,7 +223,8 @@ def test_a_start_up_failure_stops_what_started_and_exits_with_one_line(tmp_path:
 def test_a_plain_run_on_the_static_provider_loads_no_heavy_module(tmp_path: Path) -> None:
     """rich (terminal tables), requests/urllib3 (live grid APIs), rapidfuzz (did-you-mean) and
     codecarbon's tracker load only on the paths that need them; the agent itself needs none,
-    nor prometheus_client (/metrics has its own writer: exporters/prometheus/text.py)."""
+    nor prometheus_client (/metrics has its own writer: exporters/prometheus/text.py), nor
+    http.server or another HTTP client with the ssl it pulls in (http_server.py)."""
     daemon = Daemon(
         ["--sysfs-root", str(tmp_path)],
         tmp_path,
@@ -241,6 +242,7 @@ def test_a_plain_run_on_the_static_provider_loads_no_heavy_module(tmp_path: Path
     }
     assert "carbonscope.daemon.runner" in imported  # the profile is there
     heavy = {"rich", "requests", "urllib3", "rapidfuzz", "codecarbon", "prometheus_client"}
+    heavy |= {"http", "ssl"}
     assert not {name for name in imported if name.split(".")[0] in heavy}
 
 

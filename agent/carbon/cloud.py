@@ -14,8 +14,6 @@ from __future__ import annotations
 import csv
 import logging
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -71,6 +69,9 @@ class _Deadline:
 
 
 def _ask(url: str, deadline: _Deadline, headers: dict[str, str], method: str = "GET") -> str:
+    # Only on a cloud VM (its DMI names the vendor): urllib loads http.client and ssl (~5 MiB)
+    import urllib.request  # noqa: PLC0415
+
     request = urllib.request.Request(url, method=method, headers=headers)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
     with opener.open(request, timeout=deadline.left()) as answer:
@@ -142,7 +143,7 @@ def cloud_region(
     base = (base_url or METADATA_URL).rstrip("/")
     try:
         region = _ASK_REGION[cloud](base, _Deadline(timeout_s))
-    except (OSError, ValueError, urllib.error.URLError) as exc:
+    except (OSError, ValueError) as exc:  # urllib's URLError is an OSError
         log.warning("%s instance: no region from its metadata service at %s: %s", cloud, base, exc)
         return None
     if not region or not region.replace("-", "").isalnum():

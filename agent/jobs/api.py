@@ -21,12 +21,12 @@ import socketserver
 import stat
 import struct
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from carbonscope.errors import CarbonscopeError
+from carbonscope.http_server import HttpHandler
 from carbonscope.jobs.model import Caller
 from carbonscope.jobs.registry import JobRegistry
 from carbonscope.jobs.validation import (
@@ -50,18 +50,10 @@ def peer_credentials(sock: socket.socket) -> Caller:
     return Caller(pid=pid, uid=uid, gid=gid)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "carbonscope"
-    protocol_version = "HTTP/1.1"
+class _Handler(HttpHandler):
     timeout = REQUEST_TIMEOUT_S  # a silent client cannot hold a thread for ever
     registry: ClassVar[JobRegistry]
     grid_location: ClassVar[Mapping[str, str] | None] = None  # the node's, in every job answer
-
-    def address_string(self) -> str:  # AF_UNIX peers have no address
-        return "unix"
-
-    def log_message(self, format: str, *args: object) -> None:
-        log.debug("job api: " + format, *args)
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -76,7 +68,6 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
-        self.close_connection = True
         try:
             caller = peer_credentials(self.connection)
             status, body = self._route(method, caller)
@@ -88,10 +79,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, body)
 
     def _route(self, method: str, caller: Caller) -> tuple[int, dict[str, Any]]:
-        url = urlsplit(self.path)
-        parts = [part for part in url.path.split("/") if part]
+        path, _, query = self.path.partition("#")[0].partition("?")  # origin-form: no host
+        parts = [part for part in path.split("/") if part]
         if parts[:2] != ["v1", "jobs"] or len(parts) > 4:
-            raise JobRequestError(f"no such endpoint: {url.path}", status=404)
+            raise JobRequestError(f"no such endpoint: {path[:200]}", status=404)
         registry = self.registry
         now = registry.now()
         if len(parts) == 2:
@@ -100,14 +91,14 @@ class _Handler(BaseHTTPRequestHandler):
                 record = registry.register(caller, request)
                 return 201, self._job_json(record.to_json(now))
             if method == "GET":
-                limit = _limit(parse_qs(url.query).get("limit", ["100"])[-1])
+                limit = _limit(parse_qs(query).get("limit", ["100"])[-1])
                 records = registry.recent(limit, caller)
                 return 200, {"jobs": [self._job_json(record.to_json(now)) for record in records]}
             raise JobRequestError(f"{method} is not allowed on /v1/jobs", status=405)
         job_id = validate_job_id(parts[2])
         if len(parts) == 4:
             if parts[3] != "stop":
-                raise JobRequestError(f"no such endpoint: {url.path}", status=404)
+                raise JobRequestError(f"no such endpoint: {path[:200]}", status=404)
             if method != "POST":
                 raise JobRequestError("use POST to stop a job", status=405)
             outcome = parse_stop_request(self._json_body(optional=True))
@@ -150,17 +141,11 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as exc:  # bad JSON, bad UTF-8, an integer of thousands of digits
             raise JobRequestError(f"the body is not valid JSON: {str(exc)[:200]}") from None
 
+    def send_error(self, status: int, message: str) -> None:
+        self._send(status, {"error": message})
+
     def _send(self, status: int, body: dict[str, Any]) -> None:
-        payload = (json.dumps(body, indent=None) + "\n").encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(payload)
-        except OSError as exc:  # the client went away: nothing to answer
-            log.debug("job api: cannot answer: %s", exc)
+        self.send(status, (json.dumps(body, indent=None) + "\n").encode(), "application/json")
 
 
 def _limit(value: str) -> int:

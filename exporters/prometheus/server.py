@@ -11,13 +11,14 @@ from __future__ import annotations
 import gzip
 import logging
 import socket
+import socketserver
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 from carbonscope.exporters.prometheus.collector import render
 from carbonscope.exporters.prometheus.text import CONTENT_TYPE
+from carbonscope.http_server import HttpHandler
 from carbonscope.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
@@ -81,49 +82,36 @@ class _RenderedMetrics:
             return self._gzipped
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "carbonscope"
+class _Handler(HttpHandler):
     metrics: ClassVar[_RenderedMetrics]
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
-            gzipped = "gzip" in self.headers.get("Accept-Encoding", "")
+            gzipped = "gzip" in (self.headers.get("Accept-Encoding") or "")
             body = self.metrics.body(gzipped)
             if body is None:
-                self._send(503, b"no sample yet\n", "text/plain; charset=utf-8")
+                self.send(503, b"no sample yet\n", "text/plain; charset=utf-8")
             elif gzipped:
-                self._send(200, body, CONTENT_TYPE, {"Content-Encoding": "gzip"})
+                self.send(200, body, CONTENT_TYPE, {"Content-Encoding": "gzip"})
             else:
-                self._send(200, body, CONTENT_TYPE)
+                self.send(200, body, CONTENT_TYPE)
         elif path == "/":
-            self._send(200, INDEX, "text/html; charset=utf-8")
+            self.send(200, INDEX, "text/html; charset=utf-8")
         elif path == "/healthz":
             ready = self.metrics.ready
-            self._send(200 if ready else 503, b"ok\n" if ready else b"starting\n", "text/plain")
+            self.send(200 if ready else 503, b"ok\n" if ready else b"starting\n", "text/plain")
         else:
-            self._send(404, b"not found\n", "text/plain")
-
-    def _send(
-        self, code: int, body: bytes, content_type: str, extra: dict[str, str] | None = None
-    ) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (extra or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        log.debug("%s - %s", self.address_string(), format % args)
+            self.send(404, b"not found\n", "text/plain")
 
 
-class MetricsServer(ThreadingHTTPServer):
-    """/metrics, bound on construction; whoever runs it calls ``serve_forever`` on a thread of
-    its own (the daemon's ServerService) and ``publish`` after each sample."""
+class MetricsServer(socketserver.ThreadingTCPServer):
+    """/metrics, bound on construction; whoever runs it serves it on a thread of its own (the
+    daemon's ServerService) and calls ``publish`` after each sample."""
 
     daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True  # as http.server's: a restart rebinds at once
 
     def __init__(self, host: str, port: int) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
