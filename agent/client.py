@@ -138,7 +138,8 @@ class JobClient:
 class track_job(contextlib.ContextDecorator):
     """Tag this process (and its children) as a job while the block or function runs.
 
-    After the block: ``job_id``, ``energy_joules``, ``emissions_grams`` (location-based),
+    After the block: ``job_id``, ``energy_joules`` (``idle_energy_joules`` of it the idle
+    share), ``emissions_grams`` (location-based),
     ``emissions_market_grams``, ``energy_by_component`` and ``totals`` (the API's answer),
     all None when the job could not be tracked.
     """
@@ -165,6 +166,13 @@ class track_job(contextlib.ContextDecorator):
     @property
     def energy_joules(self) -> float | None:
         return None if self.totals is None else float(self.totals["energy_joules_total"])
+
+    @property
+    def idle_energy_joules(self) -> float | None:
+        """The idle share inside ``energy_joules`` (the agent's ``jobs.idle_policy``)."""
+        if self.totals is None:
+            return None
+        return float(self.totals.get("idle_energy_joules_total", 0.0))
 
     @property
     def energy_kwh(self) -> float | None:

@@ -252,9 +252,10 @@ def test_a_version_1_ledger_gains_the_intensity_tables(tmp_path: Path) -> None:
     path = tmp_path / LEDGER_FILE_NAME
     with sqlite3.connect(path) as db:  # what carbonscope 0.1 with job ledger v1 left behind
         v1_jobs = store._SCHEMA.split("CREATE TABLE IF NOT EXISTS intensity_periods")[0]
-        # without the columns later versions added (duration_s in 3, outcome in 4)
-        v1_jobs = re.sub(r",\n\s*duration_s REAL,[^\n]*\n\s*outcome TEXT[^\n]*", "", v1_jobs)
-        assert "duration_s" not in v1_jobs and "outcome" not in v1_jobs, v1_jobs
+        # without the columns later versions added (duration_s in 3, outcome in 4, the idle
+        # shares in 5)
+        v1_jobs = re.sub(r"(updated_at REAL NOT NULL),.*?\n\);", r"\1\n);", v1_jobs, flags=re.S)
+        assert "duration_s" not in v1_jobs and "idle_uj" not in v1_jobs, v1_jobs
         db.executescript(v1_jobs)
         db.execute(
             "INSERT INTO jobs (job_id, name, kind, user, tags, started_at, processes, updated_at)"
@@ -266,7 +267,11 @@ def test_a_version_1_ledger_gains_the_intensity_tables(tmp_path: Path) -> None:
     assert ledger.periods() == [] and ledger.next_period_id() == 1
     ledger.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION == 4
-        rows = db.execute("SELECT name, duration_s, outcome FROM jobs").fetchall()
-        assert rows == [("kept", None, None)]
+        assert db.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION == 5
+        rows = db.execute("SELECT name, duration_s, outcome, cpu_idle_uj FROM jobs").fetchall()
+        assert rows == [("kept", None, None, 0)]
     db.close()
+    reopened = JobLedger(path)
+    old = reopened.get("j-old")
+    assert old is not None and old.totals.idle_uj == () and old.totals.idle_total_uj == 0
+    reopened.close()

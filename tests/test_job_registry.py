@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from carbonscope.accounting.attribution import Bucket
+from carbonscope.accounting.attribution import Bucket, IdlePolicy
 from carbonscope.cli import cli
 from carbonscope.jobs.registry import Caller, JobRegistry, JobsSettings
 from carbonscope.jobs.validation import JobRequest, JobRequestError
 from carbonscope.ledger import JobLedger
-from carbonscope.sensors.base import Component, SensorRoots
+from carbonscope.sensors.base import Component, Sensor, SensorRoots
 from carbonscope.sensors.rapl import RaplSensor
 from carbonscope.snapshot import Snapshot
 from tests.conftest import MonitorFactory
@@ -45,6 +45,8 @@ class World:
         clock: ManualClock,
         settings: JobsSettings | None = None,
         children_lists: bool = True,
+        threads: int = 4,
+        sensors: tuple[Sensor, ...] = (),
     ) -> None:
         self.tmp_path = tmp_path
         self.children_lists = children_lists  # CONFIG_PROC_CHILDREN: task/*/children files
@@ -53,11 +55,13 @@ class World:
         self.tree = FakePowercap(self.sysfs)
         self.package = self.tree.add_zone((0,), "package-0")
         self.dram = self.tree.add_zone((0, 0), "dram")
-        self.procfs: FakeProcfs = make_procfs(tmp_path / "proc", threads=4)
+        self.procfs: FakeProcfs = make_procfs(tmp_path / "proc", threads=threads)
+        self.sensors = sensors  # besides RAPL (a fake NVML's)
         self.uptime_s = 1000.0
         write_uptime(self.procfs.root, self.uptime_s)
         self.processes: dict[int, FakeProcess] = {}
-        self.settings = settings or JobsSettings()
+        # The active split (idle energy stays idle); the idle policies: test_idle_policy.py
+        self.settings = settings or JobsSettings(idle_policy=IdlePolicy.NONE)
         self.make_monitor = make_monitor
         for pid in range(9000, 9040):  # the rest of the node: sshd, journald, ...
             write_process(self.procfs.root, FakeProcess(pid, 1, uid=0), children_lists)
@@ -74,7 +78,10 @@ class World:
             wall_clock_s=lambda: 1_700_000_000.0 + self.clock() / 1e9,
         )
         self.monitor = self.make_monitor(
-            RaplSensor(roots), intensity=SettableIntensity(200.0), attributor=self.registry
+            RaplSensor(roots),
+            *self.sensors,
+            intensity=SettableIntensity(200.0),
+            attributor=self.registry,
         )
         self.monitor.sample()
 

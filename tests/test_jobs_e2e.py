@@ -133,6 +133,12 @@ def test_job_run_gets_its_cpu_share_and_its_gpu_energy(nvml_library: Path, tmp_p
     assert {"cpu", "gpu"} <= {part[0] for part in parts} and {part[2] for part in parts} == {unit}
     decimals = len(total_value.partition(".")[2])
     assert round(sum(float(part[1]) for part in parts), decimals) == float(total_value)
+    # "             750 J = 745 J active + 5.00 J idle share": the same total, split by origin
+    lines = err.splitlines()
+    idle_line = lines[lines.index(energy_line) + 1].split()
+    assert idle_line[:2] == [total_value, unit] and idle_line[-2:] == ["idle", "share"]
+    active_j, idle_j = float(idle_line[3]), float(idle_line[7])
+    assert idle_j > 0 and round(active_j + idle_j, decimals) == float(total_value)
 
     [job_id] = {
         dict(labels)["job_id"] for (name, labels) in final if name == "carbonscope_job_info"
@@ -154,10 +160,15 @@ def test_job_run_gets_its_cpu_share_and_its_gpu_energy(nvml_library: Path, tmp_p
         return series(after, name, **match) - series(before, name, **match)
 
     attributed = "carbonscope_attributed_energy_joules_total"
-    active = gained(attributed, component="cpu", bucket="jobs") + gained(
-        attributed, component="cpu", bucket="system"
+    idle_share = "carbonscope_job_idle_energy_joules_total"
+    job_idle = gained(idle_share, job_id=job_id, component="cpu")
+    assert job_idle > 0  # jobs.idle_policy = reserved: it carries the idle power it held
+    active = (
+        gained(attributed, component="cpu", bucket="jobs")
+        - job_idle
+        + gained(attributed, component="cpu", bucket="system")
     )
-    job_cpu = job_energy(after, "cpu") - job_energy(before, "cpu")
+    job_cpu = job_energy(after, "cpu") - job_energy(before, "cpu") - job_idle
     assert child_start is not None and child_end is not None
     child_ticks = child_end.own_ticks - child_start.own_ticks
     busy_ticks = cpu_end.busy - cpu_start.busy

@@ -8,7 +8,7 @@ so the parts of every device's energy sum exactly to it, sample by sample.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
 
@@ -24,16 +24,26 @@ class Bucket(StrEnum):
     IDLE = "idle"
 
 
+class IdlePolicy(StrEnum):
+    """How the idle part of CPU, DRAM and platform energy reaches jobs (``jobs.idle_policy``)."""
+
+    RESERVED = "reserved"  # to the jobs holding the hardware, by the share of the node held
+    PROPORTIONAL = "proportional"  # all of it, among the running jobs by their CPU time
+    NONE = "none"  # none: idle energy stays idle
+
+
 @dataclass(frozen=True, order=True)
 class Recipient:
-    """Who receives energy: a job (``job_id`` set) or the system/idle bucket."""
+    """Who receives energy: a job (``job_id`` set) or the system/idle bucket. A job's idle
+    share (``idle_share``) is kept apart from its active energy, inside the jobs bucket."""
 
     bucket: Bucket
     job_id: str = ""
+    idle_share: bool = False
 
     @classmethod
-    def job(cls, job_id: str) -> Recipient:
-        return cls(Bucket.JOBS, job_id)
+    def job(cls, job_id: str, idle_share: bool = False) -> Recipient:
+        return cls(Bucket.JOBS, job_id, idle_share)
 
 
 SYSTEM = Recipient(Bucket.SYSTEM)
@@ -67,6 +77,14 @@ class CpuActivity:
     busy_us: int
     idle_us: int
     jobs_us: Mapping[str, int]  # job_id -> CPU time of its processes or cgroup
+    # job_id -> CPU capacity it holds over the interval (µs of CPU: a reservation of 2 CPUs
+    # for 1 s is 2,000,000), where a reservation is known; the others hold what they used.
+    held_us: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def capacity_us(self) -> int:
+        """The node's CPU time over the interval, busy or not (CPUs x the interval)."""
+        return max(self.busy_us, 0) + max(self.idle_us, 0)
 
 
 def cpu_weights(activity: CpuActivity | None) -> dict[Recipient, int]:
@@ -119,24 +137,63 @@ def gpu_weights(gpu: GpuDetails | None, owner_of_pid: Mapping[int, str]) -> dict
     return weights
 
 
+def idle_weights(activity: CpuActivity | None, policy: IdlePolicy) -> dict[Recipient, int]:
+    """Weights for the idle part of a CPU-like device's energy: the jobs' idle shares, and what
+    no job holds (``idle``). docs/attribution.md has the formulas.
+
+    reserved: job i holds hᵢ = its reservation (µs of CPU capacity over the interval) where
+    known, else its CPU time cᵢ; it gets idle x hᵢ / capacity, ``idle`` keeps the rest (when
+    the jobs hold more than the node, as nested reservations can, they share all of it by hᵢ).
+    proportional: job i gets idle x cᵢ / Σ c. none, or no job holding anything: all ``idle``.
+    """
+    if activity is None or policy is IdlePolicy.NONE:
+        return {IDLE: 1}
+    if policy is IdlePolicy.PROPORTIONAL:
+        held = {job_id: used for job_id, used in activity.jobs_us.items() if used > 0}
+        rest = 0
+    else:
+        held = {
+            job_id: activity.held_us.get(job_id, used) for job_id, used in activity.jobs_us.items()
+        }
+        held |= {job_id: us for job_id, us in activity.held_us.items() if job_id not in held}
+        held = {job_id: us for job_id, us in held.items() if us > 0}
+        rest = max(0, activity.capacity_us - sum(held.values()))
+    if not held:
+        return {IDLE: 1}
+    weights = {Recipient.job(job_id, idle_share=True): us for job_id, us in sorted(held.items())}
+    weights[IDLE] = rest
+    return weights
+
+
 def attribute_sample(
     deltas: Mapping[DeviceKey, int],
     activity: CpuActivity | None,
     gpus: Sequence[GpuDetails],
     owner_of_pid: Mapping[int, str],
+    idle_policy: IdlePolicy = IdlePolicy.NONE,
 ) -> dict[DeviceKey, dict[Recipient, int]]:
-    """Each device's energy of this sample, split among recipients (parts sum exactly)."""
+    """Each device's energy of this sample, split among recipients (parts sum exactly). A
+    GPU's energy goes whole to the processes on it; the idle part of the others' is split
+    again by ``idle_policy``."""
     cpu_like = cpu_weights(activity)
+    idle_split = idle_weights(activity, idle_policy)
     gpu_by_device = {gpu.device: gpu for gpu in gpus}
     result: dict[DeviceKey, dict[Recipient, int]] = {}
     for key, delta_uj in deltas.items():
         if delta_uj <= 0:
             continue
         if key.component is Component.GPU:
-            weights = gpu_weights(gpu_by_device.get(key.device), owner_of_pid)
-        else:
-            weights = cpu_like
-        result[key] = split_exact(delta_uj, weights)
+            result[key] = split_exact(
+                delta_uj, gpu_weights(gpu_by_device.get(key.device), owner_of_pid)
+            )
+            continue
+        parts = split_exact(delta_uj, cpu_like)
+        if parts.get(IDLE) and idle_split != {IDLE: 1}:
+            for recipient, uj in split_exact(parts.pop(IDLE), idle_split).items():
+                if uj or recipient == IDLE:
+                    parts[recipient] = uj
+            parts.setdefault(IDLE, 0)  # the bucket stays, at 0 when the jobs hold all of it
+        result[key] = parts
     return result
 
 

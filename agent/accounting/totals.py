@@ -19,10 +19,17 @@ class EnergyTotals:
     measured_uj: int = 0
     modelled_uj: int = 0
     emissions: Emissions = NO_EMISSIONS
+    # The idle share inside energy_uj (jobs.idle_policy), by component, sorted; the rest of
+    # energy_uj is the job's active energy.
+    idle_uj: tuple[tuple[Component, int], ...] = ()
 
     @property
     def energy_total_uj(self) -> int:
         return sum(uj for _component, uj in self.energy_uj)
+
+    @property
+    def idle_total_uj(self) -> int:
+        return sum(uj for _component, uj in self.idle_uj)
 
     def energy_of(self, component: Component) -> int:
         return dict(self.energy_uj).get(component, 0)
@@ -33,14 +40,23 @@ class EnergyTotals:
         measured_uj: int,
         modelled_uj: int,
         emissions: Emissions,
+        idle_uj: Mapping[Component, int] | None = None,
     ) -> EnergyTotals:
-        """These totals with one sample's share added."""
-        merged = dict(self.energy_uj)
-        for component, uj in energy_uj.items():
-            merged[component] = merged.get(component, 0) + uj
+        """These totals with one sample's share added (``idle_uj``: the part of
+        ``energy_uj`` that is idle share)."""
         return EnergyTotals(
-            energy_uj=tuple(sorted(merged.items())),
+            energy_uj=_merged(self.energy_uj, energy_uj),
             measured_uj=self.measured_uj + measured_uj,
             modelled_uj=self.modelled_uj + modelled_uj,
             emissions=self.emissions + emissions,
+            idle_uj=_merged(self.idle_uj, idle_uj or {}),
         )
+
+
+def _merged(
+    totals: tuple[tuple[Component, int], ...], added: Mapping[Component, int]
+) -> tuple[tuple[Component, int], ...]:
+    merged = dict(totals)
+    for component, uj in added.items():
+        merged[component] = merged.get(component, 0) + uj
+    return tuple(sorted(merged.items()))

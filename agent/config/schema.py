@@ -250,6 +250,8 @@ class JobsSection(_Section):
     max_running_per_user: Annotated[int, Field(ge=1)] = 256
     max_created_per_minute: Annotated[int, Field(ge=1)] = 120
     max_finished_per_user: Annotated[int, Field(ge=0)] = 1000
+    # How the idle part of CPU, DRAM and platform energy reaches jobs (docs/attribution.md)
+    idle_policy: Literal["reserved", "proportional", "none"] = "reserved"
 
 
 class Config(_Section):

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from carbonscope.accounting.attribution import IdlePolicy
 from carbonscope.accounting.intensity_log import IntensityLog
 from carbonscope.carbon.feed import IntensityFeed
 from carbonscope.carbon.intensity import IntensityProvider
@@ -55,6 +56,7 @@ def jobs_settings(section: JobsSection, interval_s: float) -> JobsSettings:
         max_created_per_minute=section.max_created_per_minute,
         max_finished_per_user=section.max_finished_per_user,
         stop_wait_s=max(5.0, 3 * interval_s),
+        idle_policy=IdlePolicy(section.idle_policy),
     )
 
 

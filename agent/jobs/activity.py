@@ -10,6 +10,7 @@ cgroup paths of processes seen before).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -18,14 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from carbonscope.accounting.attribution import CpuActivity
-from carbonscope.jobs.cgroups import CgroupJob, discover_cgroup_jobs, job_of_cgroups, read_usage_us
+from carbonscope.jobs.cgroups import (
+    CgroupJob,
+    discover_cgroup_jobs,
+    job_of_cgroups,
+    read_reserved_millicpus,
+    read_usage_us,
+)
 from carbonscope.jobs.model import user_name
 from carbonscope.jobs.processes import JobProcesses, TrackedSample, track
 from carbonscope.jobs.rescan import PacedRescan
 from carbonscope.procfs import (
     CpuTimes,
     ProcStat,
-    read_cpu_times,
+    read_cpu_stat,
     read_pid_cgroups,
     read_pid_stat,
     read_process_table,
@@ -78,6 +85,9 @@ class Activity:
     gone_cgroups: frozenset[str] = frozenset()  # running cgroup jobs whose cgroup is gone
     first_cgroup_scan: bool = False
     cgroups: Mapping[str, CgroupJob] = field(default_factory=dict)  # every cgroup job found
+    # running cgroup jobs whose cgroup limits them to part of the node -> thousandths of a CPU
+    reserved_millicpus: Mapping[str, int] = field(default_factory=dict)
+    nested_us: Mapping[str, int] = field(default_factory=dict)  # cgroup job -> its tagged jobs' use
 
 
 class ActivityMeter:
@@ -98,6 +108,7 @@ class ActivityMeter:
         self._ticks_per_s = clock_ticks_per_s or os.sysconf("SC_CLK_TCK")
         self._wall_clock_s = wall_clock_s
         self._previous_cpu: CpuTimes | None = None
+        self._node_cpus = os.cpu_count() or 1  # then from /proc/stat's cpuN lines
         self._previous_uptime_ticks: int | None = None
         self._cgroups_scanned = False
         self._usage_us: dict[str, int] = {}  # cgroup job -> usage at the previous sample
@@ -106,7 +117,8 @@ class ActivityMeter:
     def measure(self, plan: MeasurePlan, gpus: tuple[GpuDetails, ...], now: float) -> Activity:
         """CPU time of the machine and of every running job over the last interval."""
         try:
-            cpu_now: CpuTimes | None = read_cpu_times(self._procfs)
+            cpu_now: CpuTimes | None
+            cpu_now, self._node_cpus = read_cpu_stat(self._procfs)
             uptime = read_uptime_ticks(self._procfs, self._ticks_per_s)
         except (OSError, ValueError) as exc:
             log.warning("cannot read CPU activity from %s: %s", self._procfs, exc)
@@ -133,20 +145,15 @@ class ActivityMeter:
             activity = self._measure_cgroups(plan, tracked, table, jobs_us, gpus, now)
         if cpu_now is None or cpu_before is None:
             return activity
+        busy_us = self._us(max(0, cpu_now.busy - cpu_before.busy))
+        idle_us = self._us(max(0, cpu_now.idle - cpu_before.idle))
         cpu = CpuActivity(
-            busy_us=self._us(max(0, cpu_now.busy - cpu_before.busy)),
-            idle_us=self._us(max(0, cpu_now.idle - cpu_before.idle)),
+            busy_us=busy_us,
+            idle_us=idle_us,
             jobs_us=jobs_us,
+            held_us=self._held_us(activity, busy_us + idle_us),
         )
-        return Activity(
-            cpu,
-            activity.owner_of_pid,
-            activity.alive,
-            activity.new_cgroups,
-            activity.gone_cgroups,
-            activity.first_cgroup_scan,
-            activity.cgroups,
-        )
+        return dataclasses.replace(activity, cpu=cpu)
 
     def _process_table(
         self, tagged: Mapping[str, JobProcesses], gpu_pids: set[int]
@@ -173,6 +180,16 @@ class ActivityMeter:
         table = read_process_table(self._procfs)
         self._rescan.read_whole(table)
         return table
+
+    def _held_us(self, activity: Activity, capacity_us: int) -> dict[str, int]:
+        """The CPU capacity each cgroup job with a reservation holds over the interval, less
+        what the tagged jobs nested in it used (they hold that themselves)."""
+        held: dict[str, int] = {}
+        node_millicpus = self._node_cpus * 1000
+        for job_id, millicpus in activity.reserved_millicpus.items():
+            reserved_us = millicpus * capacity_us // node_millicpus
+            held[job_id] = max(0, reserved_us - activity.nested_us.get(job_id, 0))
+        return held
 
     def _us(self, ticks: int) -> int:
         return ticks * US_PER_S // self._ticks_per_s
@@ -213,6 +230,13 @@ class ActivityMeter:
             self._usage_us[job_id] = usage
         cgroups = [found[job_id] for job_id in sorted(running) if job_id in found]
         owner_of_pid = dict(tracked.owner_of_pid)
+        nested_us: dict[str, int] = {}
+        reserved: dict[str, int] = {}
+        for cgroup in cgroups:
+            if cgroup.job_id in jobs_us:
+                millicpus = read_reserved_millicpus(cgroup, self._cgroup_root, self._node_cpus)
+                if millicpus is not None:
+                    reserved[cgroup.job_id] = millicpus
         if cgroups:
             # A tagged job inside a Slurm job or pod: its CPU time is the tagged job's only.
             self._pid_cgroups = {
@@ -226,6 +250,7 @@ class ActivityMeter:
                     if container is not None and container.job_id in jobs_us:
                         used = self._us(ticks)
                         jobs_us[container.job_id] = max(0, jobs_us[container.job_id] - used)
+                        nested_us[container.job_id] = nested_us.get(container.job_id, 0) + used
             for gpu in gpus:
                 for process in gpu.processes:
                     if process.pid not in owner_of_pid:
@@ -233,7 +258,15 @@ class ActivityMeter:
                         if container is not None:
                             owner_of_pid[process.pid] = container.job_id
         return Activity(
-            None, owner_of_pid, tracked.alive, tuple(new), frozenset(gone), first_scan, found
+            None,
+            owner_of_pid,
+            tracked.alive,
+            tuple(new),
+            frozenset(gone),
+            first_scan,
+            found,
+            reserved,
+            nested_us,
         )
 
     def _cgroup_job_of(

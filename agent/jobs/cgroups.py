@@ -109,6 +109,57 @@ def read_usage_us(job: CgroupJob) -> int | None:
         return None
 
 
+def parse_cpu_list(text: str) -> int:
+    """How many CPUs a cpuset list names ("0-3,8,10-11" is 7); ValueError if malformed."""
+    count = 0
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        first, _, last = part.partition("-")
+        count += (int(last) if last else int(first)) - int(first) + 1
+    return count
+
+
+def read_reserved_millicpus(job: CgroupJob, cgroup_root: Path, node_cpus: int) -> int | None:
+    """The CPU capacity the job's cgroup holds, in thousandths of a CPU: the smaller of its
+    CPU quota (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``) and its
+    cpuset (v2 ``cpuset.cpus.effective``, v1 the cpuset hierarchy's ``cpuset.effective_cpus``
+    or ``cpuset.cpus``). None when neither limits it below the whole node: no reservation."""
+    limits: list[int] = []
+    try:
+        if job.v2:
+            quota, _, period = (job.directory / "cpu.max").read_text().partition(" ")
+            if quota != "max":
+                limits.append(int(quota) * 1000 // max(1, int(period)))
+        else:
+            quota_us = int((job.directory / "cpu.cfs_quota_us").read_text())
+            if quota_us > 0:
+                period_us = int((job.directory / "cpu.cfs_period_us").read_text())
+                limits.append(quota_us * 1000 // max(1, period_us))
+    except (OSError, ValueError):
+        pass
+    cpusets = (
+        [job.directory / "cpuset.cpus.effective"]
+        if job.v2
+        else [
+            cgroup_root / "cpuset" / job.hierarchy_path.lstrip("/") / name
+            for name in ("cpuset.effective_cpus", "cpuset.cpus")
+        ]
+    )
+    for path in cpusets:
+        try:
+            cpus = parse_cpu_list(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if cpus > 0:
+            limits.append(cpus * 1000)
+            break
+    held = min(limits, default=None)
+    if held is None or held >= node_cpus * 1000:
+        return None
+    return max(0, held)
+
+
 def job_of_cgroups(jobs: Sequence[CgroupJob], pid_cgroups: Mapping[str, str]) -> CgroupJob | None:
     """The cgroup job a process sits in, from its /proc/PID/cgroup lines."""
     for job in jobs:

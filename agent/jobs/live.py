@@ -18,11 +18,14 @@ class JobShare:
     energy_uj: dict[Component, int] = field(default_factory=dict)
     total_uj: int = 0
     modelled_uj: int = 0
+    idle_uj: dict[Component, int] = field(default_factory=dict)  # the idle share inside
 
-    def add(self, component: Component, uj: int, modelled: bool) -> None:
+    def add(self, component: Component, uj: int, modelled: bool, idle_share: bool) -> None:
         self.energy_uj[component] = self.energy_uj.get(component, 0) + uj
         self.total_uj += uj
         self.modelled_uj += uj if modelled else 0
+        if idle_share:
+            self.idle_uj[component] = self.idle_uj.get(component, 0) + uj
 
 
 @dataclass

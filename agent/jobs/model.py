@@ -93,6 +93,9 @@ class JobRecord:
             ),
             "energy_joules": {c.value: uj / UJ_PER_J for c, uj in totals.energy_uj},
             "energy_joules_total": total / UJ_PER_J,
+            # the idle share inside energy_joules (jobs.idle_policy); the rest is active
+            "idle_energy_joules": {c.value: uj / UJ_PER_J for c, uj in totals.idle_uj},
+            "idle_energy_joules_total": totals.idle_total_uj / UJ_PER_J,
             "energy_kwh": total / UJ_PER_KWH,
             "measured_joules": totals.measured_uj / UJ_PER_J,
             "modelled_joules": totals.modelled_uj / UJ_PER_J,

@@ -234,7 +234,11 @@ class JobRegistry:
             now = sample.now_unix_s
             self._apply(plan, activity, now)
             split = attribute_sample(
-                sample.deltas, activity.cpu, sample.gpus, activity.owner_of_pid
+                sample.deltas,
+                activity.cpu,
+                sample.gpus,
+                activity.owner_of_pid,
+                self._settings.idle_policy,
             )
             shares: dict[str, JobShare] = {}
             for key, parts in split.items():
@@ -244,7 +248,12 @@ class JobRegistry:
                     self._buckets[bucket_key] = self._buckets.get(bucket_key, 0) + uj
                     if recipient.job_id in self._jobs and counted:
                         share = shares.setdefault(recipient.job_id, JobShare())
-                        share.add(key.component, uj, modelled=key in sample.modelled)
+                        share.add(
+                            key.component,
+                            uj,
+                            modelled=key in sample.modelled,
+                            idle_share=recipient.idle_share,
+                        )
             period = sample.intensity_period_id
             for job_id, share in shares.items():
                 job = self._jobs[job_id]
@@ -254,6 +263,7 @@ class JobRegistry:
                     uj - share.modelled_uj,
                     share.modelled_uj,
                     Emissions.of(uj, sample.factors),
+                    share.idle_uj,
                 )
                 if period:
                     job.energy_by_period[period] = job.energy_by_period.get(period, 0) + uj

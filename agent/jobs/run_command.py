@@ -156,11 +156,22 @@ def summary_lines(totals: Mapping[str, Any]) -> list[str]:
         + (f" ({totals['outcome']})" if totals.get("outcome") else "")
         + f" after {format_duration_s(float(totals['duration_s']))}",
         f"  energy     {total}" + (f" = {breakdown}" if len(parts) > 1 else ""),
+        *_idle_line(total_j, float(totals.get("idle_energy_joules_total") or 0.0)),
         f"  emissions  {display.emissions(float(emissions['location']))} CO2e location-based, "
         f"{display.emissions(float(emissions['market']))} CO2e market-based",
         f"  source     {measured_pct}% measured, {100 - measured_pct if known else 0}% modelled",
         *_grid_line(totals.get("grid_location")),
     ]
+
+
+def _idle_line(total_j: float, idle_j: float) -> list[str]:
+    """How much of the job's energy is its share of the node's idle power (jobs.idle_policy)."""
+    if idle_j <= 0:
+        return []
+    total, parts = display.energy_parts(
+        total_j, {"active": max(0.0, total_j - idle_j), "idle share": idle_j}
+    )
+    return [f"             {total} = {parts['active']} active + {parts['idle share']} idle share"]
 
 
 def _grid_line(grid: object) -> list[str]:

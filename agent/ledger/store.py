@@ -26,7 +26,7 @@ from carbonscope.jobs.model import JobKind, JobRecord
 from carbonscope.sensors.base import Component
 from carbonscope.snapshot import LedgerWrites
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 LEDGER_FILE_NAME = "ledger.sqlite"  # in agent.state_dir
 _COMPONENTS = (Component.CPU, Component.DRAM, Component.GPU, Component.PLATFORM)
 _SCHEMA = """
@@ -51,7 +51,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     cgroup TEXT,
     updated_at REAL NOT NULL,
     duration_s REAL,               -- measured on the monotonic clock (NULL: older ledgers)
-    outcome TEXT                   -- how it ended: "exit 3", "signal SIGINT", "stopped", ...
+    outcome TEXT,                  -- how it ended: "exit 3", "signal SIGINT", "stopped", ...
+    -- the idle share inside cpu_uj ... platform_uj (jobs.idle_policy); 0 in older ledgers
+    cpu_idle_uj INTEGER NOT NULL DEFAULT 0,
+    dram_idle_uj INTEGER NOT NULL DEFAULT 0,
+    gpu_idle_uj INTEGER NOT NULL DEFAULT 0,
+    platform_idle_uj INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_started ON jobs (started_at);
 CREATE INDEX IF NOT EXISTS jobs_running ON jobs (ended_at) WHERE ended_at IS NULL;
@@ -84,7 +89,8 @@ CREATE TABLE IF NOT EXISTS job_periods (  -- a job's energy under each intensity
 _COLUMNS = (
     "job_id, name, kind, uid, user, tags, started_at, ended_at, cpu_uj, dram_uj, gpu_uj, "
     "platform_uj, measured_uj, modelled_uj, emissions_location_g, emissions_market_g, "
-    "processes, cgroup, updated_at, duration_s, outcome"
+    "processes, cgroup, updated_at, duration_s, outcome, cpu_idle_uj, dram_idle_uj, "
+    "gpu_idle_uj, platform_idle_uj"
 )
 
 
@@ -172,6 +178,12 @@ class JobLedger:
                 self._db.execute("ALTER TABLE jobs ADD COLUMN duration_s REAL")
             if "outcome" not in columns:  # a version 1 to 3 ledger
                 self._db.execute("ALTER TABLE jobs ADD COLUMN outcome TEXT")
+            for component in _COMPONENTS:  # a version 1 to 4 ledger: no idle shares yet
+                if f"{component.value}_idle_uj" not in columns:
+                    self._db.execute(
+                        f"ALTER TABLE jobs ADD COLUMN {component.value}_idle_uj "
+                        "INTEGER NOT NULL DEFAULT 0"
+                    )
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (sqlite3.Error, OSError) as exc:
             raise LedgerError(f"cannot open the job ledger {path}: {exc}") from None
@@ -287,7 +299,7 @@ class JobLedger:
 
 def _row(record: JobRecord) -> tuple[object, ...]:
     totals = record.totals
-    energy = dict(totals.energy_uj)
+    energy, idle = dict(totals.energy_uj), dict(totals.idle_uj)
     return (
         record.job_id,
         record.name,
@@ -307,13 +319,17 @@ def _row(record: JobRecord) -> tuple[object, ...]:
         record.updated_at,
         record.duration_s,
         record.outcome,
+        *(idle.get(component, 0) for component in _COMPONENTS),
     )
 
 
 def _record(row: tuple[object, ...]) -> JobRecord:
     (job_id, name, kind, uid, user, tags, started, ended, *rest) = row
     energy, rest = rest[:4], rest[4:]
-    measured, modelled, location_g, market_g, processes, cgroup, updated, duration, outcome = rest
+    measured, modelled, location_g, market_g, processes, cgroup, updated, duration, outcome = rest[
+        :9
+    ]
+    idle = rest[9:]
     return JobRecord(
         job_id=str(job_id),
         name=str(name),
@@ -332,6 +348,11 @@ def _record(row: tuple[object, ...]) -> JobRecord:
             measured_uj=int(str(measured)),
             modelled_uj=int(str(modelled)),
             emissions=Emissions(float(str(location_g)), float(str(market_g))),
+            idle_uj=tuple(
+                (component, int(str(uj)))
+                for component, uj in zip(_COMPONENTS, idle, strict=True)
+                if int(str(uj))
+            ),
         ),
         processes=tuple((int(pid), int(start)) for pid, start in json.loads(str(processes))),
         cgroup=None if cgroup is None else str(cgroup),

@@ -251,6 +251,12 @@ class SnapshotCollector:
             "Energy attributed to a job, per node-energy component.",
             labels=["job_id", "component"],
         )
+        idle = CounterMetricFamily(
+            "carbonscope_job_idle_energy_joules",
+            "The idle share inside a job's energy (jobs.idle_policy); the rest is its active "
+            "energy.",
+            labels=["job_id", "component"],
+        )
         emissions = CounterMetricFamily(
             "carbonscope_job_emissions_grams",
             "Emissions attributed to a job: its energy x PUE x intensity at each sample.",
@@ -267,13 +273,15 @@ class SnapshotCollector:
             labels=["job_id"],
         )
         for job in view.jobs:
+            idle_uj = dict(job.totals.idle_uj)
             for component, uj in job.totals.energy_uj:
                 energy.add_metric([job.job_id, component.value], uj / UJ_PER_J)
+                idle.add_metric([job.job_id, component.value], idle_uj.get(component, 0) / UJ_PER_J)
             emissions.add_metric([job.job_id, "location"], job.totals.emissions.location_g)
             emissions.add_metric([job.job_id, "market"], job.totals.emissions.market_g)
             info.add_metric([job.job_id, job.name, job.user, *job.info_values], 1)
             running.add_metric([job.job_id], 1 if job.running else 0)
-        yield from (energy, emissions, info, running)
+        yield from (energy, idle, emissions, info, running)
 
     @staticmethod
     def _self_metrics(snap: Snapshot) -> Iterator[Metric]:
