@@ -112,9 +112,11 @@ def probe(
         console = Console()
         table = Table(title="carbonscope probe: power sources")
         for column in ("source", "component", "device", "status", "power", "used", "reason"):
-            table.add_column(column, overflow="fold")
+            table.add_column(column, overflow="fold", no_wrap=column in ("status", "power"))
         for row in result.rows:
             power = f"{row.power_watts:.2f} W" if row.power_watts is not None else "-"
+            if row.uncertainty_ratio is not None and row.power_watts is not None:
+                power = f"≈ {power} (±{row.uncertainty_ratio:.0%})"  # a model's estimate
             table.add_row(
                 row.source,
                 row.component,

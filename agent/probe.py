@@ -32,6 +32,7 @@ class ProbeRow:
     reason: str
     power_watts: float | None
     used: bool  # whether `carbonscope run` would account this device
+    uncertainty_ratio: float | None = None  # a model's estimate: its relative half-width
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,11 @@ class ProbeResult:
             "sources": [asdict(row) for row in self.rows],
             "gpus": [asdict(gpu) for gpu in self.gpus],
             "details": self.details,
+            "model_uncertainty": {
+                row.component: row.uncertainty_ratio
+                for row in self.rows
+                if row.uncertainty_ratio is not None
+            },
             "carbon": {
                 **asdict(self.intensity),
                 "pue": self.pue,
@@ -102,6 +108,7 @@ def run_probe(
 
     statuses = {(s.source, s.device): s for s in snapshot.statuses}
     rows: list[ProbeRow] = []
+    uncertainty = dict(snapshot.model_uncertainty)
     for device in snapshot.devices:
         status = statuses.get((device.key.source, device.key.device))
         rows.append(
@@ -113,6 +120,9 @@ def run_probe(
                 reason=status.reason if status else "no status reported",
                 power_watts=device.power_w,
                 used=device.key in used,
+                uncertainty_ratio=(
+                    uncertainty.get(device.key.component) if device.key.source == "model" else None
+                ),
             )
         )
     seen = {(row.source, row.device) for row in rows}

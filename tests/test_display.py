@@ -17,7 +17,9 @@ from carbonscope import display
 from carbonscope.accounting.emissions import Emissions
 from carbonscope.accounting.totals import EnergyTotals
 from carbonscope.cli import cli
+from carbonscope.jobs.api import energy_uncertainty
 from carbonscope.jobs.model import JobKind, JobRecord
+from carbonscope.jobs.run_command import summary_lines
 from carbonscope.ledger import LEDGER_FILE_NAME, JobLedger
 from carbonscope.sensors.base import Component
 
@@ -118,3 +120,32 @@ def test_jobs_show_prints_real_values_with_their_zone(
     assert "  energy     3.00 J = cpu 1.50 J + dram 1.50 J\n" in text
     as_json = CliRunner().invoke(cli, ["jobs", "show", "j-000000000001", "--json", *args])
     assert json.loads(as_json.stdout)["energy_joules_total"] == 3.0  # JSON: base units, exact
+
+
+def test_a_modelled_figure_reads_as_an_estimate_with_its_uncertainty() -> None:
+    model = {"cpu": 0.86, "dram": 0.73}  # a VM: the model gives both
+    assert energy_uncertainty({"cpu": 200.0, "dram": 49.0}, model) == pytest.approx(
+        (200 * 0.86 + 49 * 0.73) / 249
+    )
+    # a measured GPU beside a modelled CPU: the ± is the modelled part's, over the whole
+    assert energy_uncertainty({"cpu": 100.0, "gpu": 300.0}, model) == pytest.approx(0.215)
+    assert energy_uncertainty({"gpu": 300.0}, model) is None  # nothing modelled: no ±
+    totals = {
+        "job_id": "j-1",
+        "name": "train",
+        "state": "finished",
+        "duration_s": 13.0,
+        "energy_joules": {"cpu": 200.0, "dram": 49.0},
+        "energy_joules_total": 249.0,
+        "idle_energy_joules_total": 177.0,
+        "measured_joules": 0.0,
+        "modelled_joules": 249.0,
+        "emissions_grams": {"location": 1.0, "market": 1.0},
+        "uncertainty_ratio": energy_uncertainty({"cpu": 200.0, "dram": 49.0}, model),
+    }
+    lines = summary_lines(totals)
+    assert "  energy     ≈ 249 J (±83%) = cpu 200 J + dram 49 J" in lines
+    assert "             249 J = 72 J active + 177 J idle share" in lines
+    assert "  energy     249 J = " in "\n".join(
+        summary_lines({**totals, "uncertainty_ratio": None})
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -42,6 +43,14 @@ while not stop.exists():
     for _ in range(20000):
         pass
 sys.exit(3)
+"""
+
+
+BUSY_SECOND = """
+import time
+until = time.monotonic() + 1.5
+while time.monotonic() < until:
+    pass
 """
 
 
@@ -325,6 +334,11 @@ def test_job_run_names_the_job_after_its_command_and_skips_what_cannot_start(
         assert started == (
             f"carbonscope: job {job_id} (sh) started; watch it with: carbonscope jobs show {job_id}"
         )
+        # no sensor here (an empty sysfs): the model's figures read as estimates, with their ±
+        busy = job_run("--name", "busy", "--", sys.executable, "-c", BUSY_SECOND)
+        assert busy.returncode == 0, busy.stderr
+        assert re.search(r"\n  energy     ≈ \S+ \S?J \(±\d+%\)", busy.stderr), busy.stderr
+        assert 'carbonscope_model_uncertainty_ratio{component="cpu"}' in daemon.get("/metrics")
         missing = job_run("--name", "typo", "--", "no-such-command-here", "--flag")
         assert missing.returncode == 127
         assert missing.stderr == "carbonscope: no-such-command-here: command not found\n"
@@ -334,12 +348,17 @@ def test_job_run_names_the_job_after_its_command_and_skips_what_cannot_start(
         assert denied.returncode == 126
         assert "permission denied" in denied.stderr
         jobs = JobClient(daemon.socket).list()
-        assert sorted(job["name"] for job in jobs) == ["sh", "tracked"]  # no typo job left
+        assert sorted(job["name"] for job in jobs) == ["busy", "sh", "tracked"]  # no typo job
         assert {job["name"]: job["outcome"] for job in jobs}["sh"] == "exit 0"
         killed = job_run("--name", "killed", "--", "sh", "-c", "kill -INT $$")
         assert killed.returncode == 128 + signal.SIGINT
         assert "finished (signal SIGINT) after" in killed.stderr
         outcomes = {job["name"]: job["outcome"] for job in JobClient(daemon.socket).list()}
-        assert outcomes == {"sh": "exit 0", "tracked": "stopped", "killed": "signal SIGINT"}
+        assert outcomes == {
+            "sh": "exit 0",
+            "busy": "exit 0",
+            "tracked": "stopped",
+            "killed": "signal SIGINT",
+        }
     finally:
         assert daemon.stop() == 0

@@ -170,3 +170,36 @@ def test_explicit_rapl_only_keeps_failing_devices_visible(sysfs: Path, tmp_path:
     selection = select(SensorsSection(enable=["rapl"]), roots(sysfs, procfs.root))
     assert used(selection) == {"rapl": ["cpu/package-0"]}
     assert Component.DRAM not in {k.component for i in selection for k in i.discovery.devices}
+
+
+def test_the_model_says_how_sure_it_is_from_the_published_coefficients(
+    tmp_path: Path, make_monitor: MonitorFactory, clock: ManualClock
+) -> None:
+    """±: half the spread of the cited coefficients over the value in use
+    (sensors/model_uncertainty.py): CCF's 1.69-8.58 W per vCPU at full load against 4 W per
+    thread; Teads' idle 0.12 against CCF's 0.195 of full load; CodeCarbon 3's 5 W per DIMM
+    (0.078-0.625 W/GB) against 0.375 W/GiB."""
+    vm = make_procfs(tmp_path / "vm", threads=4, virtualised=True)
+    found = dict(model(vm.root).discover().uncertainty)
+    assert found[Component.CPU] == pytest.approx((8.58 - 1.69) / 8.0)
+    assert found[Component.DRAM] == pytest.approx((5 / 8 - 5 / 64) / 0.75)
+    metal = make_procfs(tmp_path / "metal", threads=8, sockets=2)
+    idle_ccf = (0.74 / 3.5 + 0.71 / 4.26 + 0.78 / 3.76) / 3
+    curve = dict(model(metal.root).discover().uncertainty)[Component.CPU]
+    assert curve == pytest.approx((idle_ccf - 0.12) / 0.24)
+    assert 0.25 < curve < 0.35
+    # exported with every snapshot, and passed by promtool with the rest (golden tests)
+    monitor = make_monitor(model(vm.root))
+    monitor.sample()
+    vm.tick(busy=10, idle=90)
+    clock.advance(1.0)
+    snapshot = monitor.sample()
+    assert dict(snapshot.model_uncertainty) == found
+    text = (
+        __import__("carbonscope.exporters.prometheus.collector", fromlist=["render"])
+        .render(snapshot)
+        .decode()
+    )
+    assert f'carbonscope_model_uncertainty_ratio{{component="cpu"}} {found[Component.CPU]!r}' in (
+        text
+    )

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.fakes.nvml import NOT_SUPPORTED, FakeGpu, FakeNvml
 from tests.fakes.powercap import two_socket_server
 from tests.fakes.procfs import make_procfs
@@ -64,7 +66,20 @@ def test_probe_table_on_a_vm_says_why_rapl_is_missing(tmp_path: Path) -> None:
     assert "powercap" in out
     assert "model" in out
     assert re.search(r"\d+\.\d\d W", out), out  # a modelled power reading, in watts
+    assert re.search(r"≈ \d+\.\d\d W \(±86%\)", out), out  # ... shown with its uncertainty
     assert "gCO2e/kWh" in out
+    code, out = probe(
+        "--json", "--sysfs-root", str(tmp_path / "sys"), "--procfs-root", str(procfs.root)
+    )
+    result = json.loads(out)
+    assert result["model_uncertainty"] == {
+        "cpu": pytest.approx(0.86125),
+        "dram": pytest.approx(0.7291666),
+    }
+    [cpu] = [
+        row for row in result["sources"] if row["source"] == "model" and row["component"] == "cpu"
+    ]
+    assert cpu["uncertainty_ratio"] == pytest.approx(0.86125)
 
 
 def test_probe_exits_1_when_nothing_works(tmp_path: Path) -> None:

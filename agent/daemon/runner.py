@@ -108,6 +108,7 @@ def daemon_services(loaded: LoadedConfig, agent: Agent, notifier: SystemdNotifie
                     "resolved_by": agent.location.resolved_by,
                     "detail": agent.location.detail,
                 },
+                {c.value: ratio for c, ratio in agent.monitor.model_uncertainty},
             ),
             connection_limits(config),
         )

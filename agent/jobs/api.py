@@ -54,6 +54,7 @@ class _Handler(HttpHandler):
     timeout = REQUEST_TIMEOUT_S  # a silent client cannot hold a thread for ever
     registry: ClassVar[JobRegistry]
     grid_location: ClassVar[Mapping[str, str] | None] = None  # the node's, in every job answer
+    model_uncertainty: ClassVar[Mapping[str, float]] = {}  # component -> the model's ± ratio
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -111,6 +112,7 @@ class _Handler(HttpHandler):
     def _job_json(self, job: dict[str, Any]) -> dict[str, Any]:
         if self.grid_location is not None:
             job["grid_location"] = dict(self.grid_location)
+        job["uncertainty_ratio"] = energy_uncertainty(job["energy_joules"], self.model_uncertainty)
         return job
 
     def _json_body(self, optional: bool = False) -> Any:
@@ -148,6 +150,19 @@ class _Handler(HttpHandler):
         self.send(status, (json.dumps(body, indent=None) + "\n").encode(), "application/json")
 
 
+def energy_uncertainty(
+    energy_j: Mapping[str, float], model_uncertainty: Mapping[str, float]
+) -> float | None:
+    """The relative half-width of a job's energy: its modelled components' (the model's
+    errors on them run together, so they add), over its whole energy; None when none of it
+    is modelled."""
+    total = sum(energy_j.values())
+    spread = sum(j * model_uncertainty[c] for c, j in energy_j.items() if c in model_uncertainty)
+    if total <= 0 or not any(c in model_uncertainty for c in energy_j):
+        return None
+    return spread / total
+
+
 def _limit(value: str) -> int:
     try:
         limit = int(value)
@@ -171,14 +186,26 @@ class JobApiServer(_Server):
     (carbonscope.daemon.services.ServerService) and ``server_close`` removes the socket."""
 
     def __init__(
-        self, path: Path, registry: JobRegistry, grid_location: Mapping[str, str] | None = None
+        self,
+        path: Path,
+        registry: JobRegistry,
+        grid_location: Mapping[str, str] | None = None,
+        model_uncertainty: Mapping[str, float] | None = None,
     ) -> None:
         """``grid_location``: the node's grid location and how it was chosen ({"code",
-        "resolved_by", "detail"}), added to every job's JSON, so a job's summary names it."""
+        "resolved_by", "detail"}), added to every job's JSON, so a job's summary names it;
+        ``model_uncertainty``: the power model's relative half-width per modelled component,
+        from which each job's ``uncertainty_ratio`` is given."""
         self.path = path
         _prepare_socket_path(path)
         handler = type(
-            "JobApiHandler", (_Handler,), {"registry": registry, "grid_location": grid_location}
+            "JobApiHandler",
+            (_Handler,),
+            {
+                "registry": registry,
+                "grid_location": grid_location,
+                "model_uncertainty": dict(model_uncertainty or {}),
+            },
         )
         try:
             super().__init__(str(path), handler)

@@ -155,13 +155,21 @@ def summary_lines(totals: Mapping[str, Any]) -> list[str]:
         f"carbonscope: job {totals['job_id']} ({totals['name']}) {totals['state']}"
         + (f" ({totals['outcome']})" if totals.get("outcome") else "")
         + f" after {format_duration_s(float(totals['duration_s']))}",
-        f"  energy     {total}" + (f" = {breakdown}" if len(parts) > 1 else ""),
+        f"  energy     {_approx(total, totals.get('uncertainty_ratio'))}"
+        + (f" = {breakdown}" if len(parts) > 1 else ""),
         *_idle_line(total_j, float(totals.get("idle_energy_joules_total") or 0.0)),
         f"  emissions  {display.emissions(float(emissions['location']))} CO2e location-based, "
         f"{display.emissions(float(emissions['market']))} CO2e market-based",
         f"  source     {measured_pct}% measured, {100 - measured_pct if known else 0}% modelled",
         *_grid_line(totals.get("grid_location")),
     ]
+
+
+def _approx(figure: str, uncertainty: object) -> str:
+    """A figure that is (partly) a model's estimate, as "≈ 249 J (±80 %)"."""
+    if not isinstance(uncertainty, int | float) or uncertainty <= 0:
+        return figure
+    return f"≈ {figure} (±{uncertainty:.0%})"
 
 
 def _idle_line(total_j: float, idle_j: float) -> list[str]:

@@ -21,6 +21,7 @@ from carbonscope.accounting.node import NodeEnergyPlan
 from carbonscope.carbon.intensity import IntensityProvider
 from carbonscope.histogram import Histogram
 from carbonscope.sensors.base import (
+    Component,
     CounterReading,
     DeviceKey,
     DeviceStatus,
@@ -111,6 +112,16 @@ class Monitor:
             for sensor, discovery in self._sensors
             for reason, count in discovery.skipped
         )
+        self._uncertainty = tuple(
+            sorted(
+                {c: r for _s, discovery in self._sensors for c, r in discovery.uncertainty}.items()
+            )
+        )
+
+    @property
+    def model_uncertainty(self) -> tuple[tuple[Component, float], ...]:
+        """(component, relative half-width) of the modelled components' estimates."""
+        return self._uncertainty
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -294,6 +305,7 @@ class Monitor:
             attribution=attribution,
             ledger=self._ledger_writes() if self._ledger_writes is not None else None,
             skipped=self._skipped,
+            model_uncertainty=self._uncertainty,
         )
 
 

@@ -118,6 +118,8 @@ class Discovery:
     statuses: tuple[DeviceStatus, ...] = ()
     details: tuple[str, ...] = field(default_factory=tuple)
     skipped: tuple[tuple[str, int], ...] = ()  # (reason, how many) of what it found and left out
+    # a model's estimates: (component, relative half-width: 0.4 is ±40 %)
+    uncertainty: tuple[tuple[Component, float], ...] = ()
 
 
 class Sensor(Protocol):

@@ -8,12 +8,14 @@ TDP: config ``sensors.model.cpu_tdp_watts``; else on bare metal the CPU model's 
 codecarbon's table times the socket count; else (unknown CPU, or a VM, where the host's TDP
 says nothing about our slice) ``cpu_watts_per_thread`` x threads.
 DRAM: installed memory (MemTotal) x ``dram_watts_per_gb`` W/GiB, constant.
+Each estimate carries its uncertainty (model_uncertainty.py), exported and shown as ±.
 Everything is labelled ``source="model"``; docs/sensors.md explains the numbers.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,11 @@ from carbonscope.sensors.base import (
     read_sysfs_text,
 )
 from carbonscope.sensors.cpu_tdp import lookup_tdp
+from carbonscope.sensors.model_uncertainty import (
+    curve_cpu_uncertainty,
+    dram_uncertainty,
+    per_thread_cpu_uncertainty,
+)
 
 SOURCE = "model"
 MODEL_DEVICE = "host"
@@ -100,27 +107,33 @@ def parse_host_facts(cpuinfo: str, meminfo: str, threads: int) -> HostFacts:
 class CpuBudget:
     tdp_watts: float
     explanation: str
+    uncertainty: float  # relative half-width (model_uncertainty.py)
 
 
 def cpu_budget(facts: HostFacts, settings: ModelSettings) -> CpuBudget:
+    curve = curve_cpu_uncertainty(CPU_CURVE[0][1])
     if settings.cpu_tdp_watts is not None:
-        return CpuBudget(settings.cpu_tdp_watts, "TDP from sensors.model.cpu_tdp_watts")
+        return CpuBudget(settings.cpu_tdp_watts, "TDP from sensors.model.cpu_tdp_watts", curve)
     per_thread = CpuBudget(
         settings.cpu_watts_per_thread * facts.threads,
         f"{settings.cpu_watts_per_thread:g} W/thread x {facts.threads} threads",
+        per_thread_cpu_uncertainty(settings.cpu_watts_per_thread),
     )
     if facts.virtualised:
-        return CpuBudget(per_thread.tdp_watts, per_thread.explanation + " (virtual machine)")
+        return dataclasses.replace(
+            per_thread, explanation=per_thread.explanation + " (virtual machine)"
+        )
     match = lookup_tdp(facts.cpu_model) if facts.cpu_model else None
     if match is None:
-        return CpuBudget(
-            per_thread.tdp_watts,
-            per_thread.explanation + f" (CPU {facts.cpu_model!r} not in table)",
+        return dataclasses.replace(
+            per_thread,
+            explanation=per_thread.explanation + f" (CPU {facts.cpu_model!r} not in table)",
         )
     return CpuBudget(
         match.tdp_watts * facts.sockets,
         f"TDP {match.tdp_watts:g} W x {facts.sockets} socket(s), {match.model} in cpu_power.csv"
         + ("" if match.exact else " (closest match)"),
+        curve,
     )
 
 
@@ -161,13 +174,24 @@ class ModelSensor:
         self._dram_uw = round(gib * self._settings.dram_watts_per_gb * 1e6)
         details = []
         devices = []
+        uncertainty: list[tuple[Component, float]] = []
         if Component.CPU in self._components:
             devices.append(CPU_KEY)
-            details.append(f"cpu: {self._budget.explanation}; curve {CPU_CURVE}")
+            uncertainty.append((Component.CPU, self._budget.uncertainty))
+            details.append(
+                f"cpu: {self._budget.explanation}; curve {CPU_CURVE}; "
+                f"±{self._budget.uncertainty:.0%}"
+            )
         if Component.DRAM in self._components:
             devices.append(DRAM_KEY)
-            details.append(f"dram: {gib:.1f} GiB x {self._settings.dram_watts_per_gb:g} W/GiB")
-        return Discovery(devices=tuple(devices), details=tuple(details))
+            dram = dram_uncertainty(self._settings.dram_watts_per_gb)
+            uncertainty.append((Component.DRAM, dram))
+            details.append(
+                f"dram: {gib:.1f} GiB x {self._settings.dram_watts_per_gb:g} W/GiB; ±{dram:.0%}"
+            )
+        return Discovery(
+            devices=tuple(devices), details=tuple(details), uncertainty=tuple(uncertainty)
+        )
 
     def read(self) -> SensorRead:
         readings: list[PowerReading] = []

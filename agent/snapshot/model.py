@@ -88,3 +88,5 @@ class Snapshot:
     feed: FeedStatus | None = None  # the live provider's state; None with provider "static"
     ledger: LedgerWrites | None = None  # None without a ledger (probe, tests)
     skipped: tuple[tuple[str, str, int], ...] = ()  # (source, reason, count) found, not counted
+    # (component, relative half-width) of the model's estimates, for the modelled components
+    model_uncertainty: tuple[tuple[Component, float], ...] = ()

@@ -186,6 +186,16 @@ class SnapshotCollector:
             for source, reason, count in snap.skipped:
                 skipped.add_metric([source, reason], count)
             yield skipped
+        if snap.model_uncertainty:
+            uncertainty = GaugeMetricFamily(
+                "carbonscope_model_uncertainty_ratio",
+                "Relative half-width of a modelled figure (0.4 = +-40 %), from the spread of the "
+                "published coefficients (docs/sensors.md).",
+                labels=["component"],
+            )
+            for component, ratio in snap.model_uncertainty:
+                uncertainty.add_metric([component.value], ratio)
+            yield uncertainty
 
     @staticmethod
     def _gpus(snap: Snapshot) -> Iterator[Metric]:
