@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 DEV_PKG := build/dev/carbonscope
 
-.PHONY: run test faults lint bench soak test-tools dev-tree clean
+.PHONY: run test faults lint bench soak test-tools dev-tree dashboards clean
 
 ## dev-tree: the `carbonscope` package as the editable install sees it: agent/'s entries and
 ## exporters/ as symlinks (pyproject.toml maps them the same way into the wheel)
@@ -53,10 +53,15 @@ test: $(STAMP) dev-tree test-tools
 faults: $(STAMP) dev-tree test-tools
 	$(BIN)/python -m pytest -m faults $(PYTEST_ARGS)
 
+## dashboards: regenerate grafana/dashboards/*.json and docs/grafana.md's panel list from
+## grafana/boards/ (tests fail when the committed files differ)
+dashboards: $(STAMP)
+	$(BIN)/python grafana/generate.py
+
 ## lint: ruff and mypy, as before every commit
 lint: $(STAMP) dev-tree
-	$(BIN)/ruff check agent exporters tests benchmarks
-	$(BIN)/ruff format --check agent exporters tests benchmarks
+	$(BIN)/ruff check agent exporters tests benchmarks grafana
+	$(BIN)/ruff format --check agent exporters tests benchmarks grafana
 	$(BIN)/mypy
 
 ## bench: sampling and scrape cost, then carbonscope side by side with node_exporter and

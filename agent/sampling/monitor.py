@@ -272,6 +272,7 @@ class Monitor:
                 power_now.get(key),
                 tuple(sorted(self._accounts[key].events.items())),
                 key in self._counters,
+                self._plan.counts(key),
             )
             for key in self._devices
         )

@@ -29,6 +29,7 @@ class DeviceEnergy:
     power_w: float | None  # None when the device was not read in the last sample
     counter_events: tuple[tuple[CounterEvent, int], ...] = ()  # wraps, resets, refused reads
     is_counter: bool = False  # read as an energy counter (its events are exported)
+    in_node_energy: bool = False  # one of the devices node energy is the sum of (node.py)
 
 
 @dataclass(frozen=True)

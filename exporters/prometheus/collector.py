@@ -73,6 +73,17 @@ class SnapshotCollector:
         yield energy
         yield power
         yield events
+        counted = GaugeMetricFamily(
+            "carbonscope_node_energy_source_info",
+            "The devices node energy is the sum of (a platform meter and the GPUs, or the "
+            "packages, DRAM and GPUs): join on source and device to split node energy by "
+            "component without counting a joule twice.",
+            labels=["source", "device"],
+        )
+        for device in snap.devices:
+            if device.in_node_energy:
+                counted.add_metric([device.key.source, device.key.device], 1)
+        yield counted
 
     @staticmethod
     def _node(snap: Snapshot) -> Iterator[Metric]:
