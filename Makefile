@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 DEV_PKG := build/dev/carbonscope
 
-.PHONY: run test faults lint bench soak test-tools dev-tree dashboards clean
+.PHONY: run test faults lint bench soak test-tools dev-tree dashboards dashboard-pictures clean
 
 ## dev-tree: the `carbonscope` package as the editable install sees it: agent/'s entries and
 ## exporters/ as symlinks (pyproject.toml maps them the same way into the wheel)
@@ -57,6 +57,13 @@ faults: $(STAMP) dev-tree test-tools
 ## grafana/boards/ (tests fail when the committed files differ)
 dashboards: $(STAMP)
 	$(BIN)/python grafana/generate.py
+
+## dashboard-pictures: docs/images/dashboards/*.svg, each dashboard drawn from what a live
+## Prometheus scraping two agents on fake hardware answers its queries (the live test)
+dashboard-pictures: $(STAMP) dev-tree test-tools
+	rm -rf build/dashboard-data
+	CARBONSCOPE_DASHBOARD_DATA=$(CURDIR)/build/dashboard-data $(BIN)/python -m pytest -q tests/test_grafana_live.py
+	$(BIN)/python grafana/pictures.py build/dashboard-data docs/images/dashboards
 
 ## lint: ruff and mypy, as before every commit
 lint: $(STAMP) dev-tree

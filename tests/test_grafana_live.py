@@ -40,8 +40,9 @@ ZONE_J = {"intel-rapl:0": 5, "intel-rapl:1": 5, "intel-rapl:0:0": 1, "intel-rapl
 GPU_J = 10
 
 
-def query(base: str, promql: str) -> list[dict[str, Any]]:
-    url = f"{base}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+def query(base: str, promql: str, at: float | None = None) -> list[dict[str, Any]]:
+    params: dict[str, Any] = {"query": promql} | ({"time": at} if at is not None else {})
+    url = f"{base}/api/v1/query?{urllib.parse.urlencode(params)}"
     with urllib.request.urlopen(url, timeout=10) as response:
         body = json.load(response)
     assert body["status"] == "success", (promql, body)
@@ -49,8 +50,8 @@ def query(base: str, promql: str) -> list[dict[str, Any]]:
     return result
 
 
-def value(base: str, promql: str) -> float:
-    [sample] = query(base, promql)
+def value(base: str, promql: str, at: float | None = None) -> float:
+    [sample] = query(base, promql, at)
     return float(sample["value"][1])
 
 
@@ -97,6 +98,48 @@ def short_windowed(rules: list[Path], directory: Path) -> list[Path]:
         (directory / rule.name).write_text(text)
         copies.append(directory / rule.name)
     return copies
+
+
+def record_panels(
+    base: str,
+    boards: dict[str, dict[str, Any]],
+    choices: dict[str, list[dict[str, str]]],
+    since: float,
+    out: Path,
+) -> None:
+    """Each panel's data over the run, as Grafana would ask for it (a range query for a time
+    series, an instant query otherwise), for grafana/pictures.py to draw docs/images from."""
+    end = time.time()
+    recorded: dict[str, list[dict[str, Any]]] = {}
+    for name, board in boards.items():
+        # windows this run fills (rate() over a half-empty window reads low)
+        values = {**choices[name][0], "__rate_interval": "10s"}
+        panels = []
+        for panel in board["panels"]:
+            results = []
+            for target in panel["targets"]:
+                expr = substituted(target["expr"], values)
+                if panel["type"] == "timeseries":
+                    params = {"query": expr, "start": since, "end": end, "step": 1}
+                    url = f"{base}/api/v1/query_range?{urllib.parse.urlencode(params)}"
+                    with urllib.request.urlopen(url, timeout=10) as response:
+                        data = json.load(response)["data"]["result"]
+                else:
+                    data = query(base, expr)
+                results.append({"legend": target.get("legendFormat", ""), "result": data})
+            unit = panel["fieldConfig"]["defaults"].get("unit", "")
+            panels.append(
+                {
+                    "title": panel["title"],
+                    "type": panel["type"],
+                    "unit": unit,
+                    "gridPos": panel["gridPos"],
+                    "targets": results,
+                }
+            )
+        recorded[name] = [{"title": board["title"], "panels": panels}]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "panels.json").write_text(json.dumps(recorded, indent=1))
 
 
 def substituted(expr: str, values: dict[str, str]) -> str:
@@ -223,6 +266,12 @@ def test_dashboards_rules_and_alerts_on_a_live_prometheus(
         for name, board in boards.items():
             assert missing_data(base, board, choices[name]) == [], name
 
+        if os.environ.get("CARBONSCOPE_DASHBOARD_DATA"):  # make dashboard-pictures
+            since = time.time() - (time.monotonic() - load.started) + 10  # once windows fill
+            record_panels(
+                base, boards, choices, since, Path(os.environ["CARBONSCOPE_DASHBOARD_DATA"])
+            )
+
         # the same check finds a misspelled metric
         broken = copy.deepcopy(boards["node"])
         first = broken["panels"][0]["targets"][0]
@@ -231,19 +280,15 @@ def test_dashboards_rules_and_alerts_on_a_live_prometheus(
         )
         assert len(missing_data(base, broken, choices["node"])) == 1
 
-        # recording rules: node A's power is what the load puts in; the fleet is A + B
-        power_a = value(
-            base, f'instance:carbonscope_node_power_watts:rate5m{{instance="{instance_a}"}}'
-        )
-        power_b = value(
-            base, f'instance:carbonscope_node_power_watts:rate5m{{instance="{instance_b}"}}'
-        )
-        assert power_a == pytest.approx(load.watts(), rel=0.1), (
-            load.joules,
-            query(base, f'rate(carbonscope_energy_joules_total{{instance="{instance_a}"}}[5m])'),
-        )
+        # recording rules: node A's power is what the load puts in; the fleet is A + B, as
+        # the node rules stood when the fleet rule was evaluated (at its sample's time)
+        [fleet_sample] = query(base, "fleet:carbonscope_node_power_watts:sum_rate5m")
+        at, fleet = float(fleet_sample["value"][0]), float(fleet_sample["value"][1])
+        node_rule = "instance:carbonscope_node_power_watts:rate5m"
+        power_a = value(base, f'{node_rule}{{instance="{instance_a}"}}', at)
+        power_b = value(base, f'{node_rule}{{instance="{instance_b}"}}', at)
+        assert power_a == pytest.approx(load.watts(), rel=0.1)
         assert power_b > 0  # the model's estimate of this machine
-        fleet = value(base, "fleet:carbonscope_node_power_watts:sum_rate5m")
         assert fleet == pytest.approx(power_a + power_b, rel=0.01)
         teams = query(base, "team:carbonscope_job_power_watts:sum_rate5m")
         assert [sample["metric"].get("tag_team") for sample in teams] == ["nlp"]
