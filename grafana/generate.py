@@ -17,19 +17,20 @@ sys.path.insert(0, str(HERE))
 from boards import fleet, jobs, node  # noqa: E402
 from grafana_foundation_sdk.cog.encoder import JSONEncoder  # noqa: E402
 
-BOARDS = {"node": node.build, "fleet": fleet.build, "jobs": jobs.build}
+BOARDS = {"node": node, "fleet": fleet, "jobs": jobs}
 
 
 def rendered() -> dict[str, str]:
     """Each board's JSON text, panels numbered in order (ids are unique within a board)."""
     out = {}
-    for name, build in BOARDS.items():
-        model: dict[str, Any] = json.loads(json.dumps(build().build(), cls=JSONEncoder))
+    for name, module in BOARDS.items():
+        model: dict[str, Any] = json.loads(json.dumps(module.build().build(), cls=JSONEncoder))
         y = 0
         x = 0
         row_height = 0
         for number, panel in enumerate(model.get("panels", []), 1):
             panel["id"] = number
+            panel["description"] = module.DESCRIPTIONS[panel["title"]]  # what it shows
             grid = panel["gridPos"]
             if x + grid["w"] > 24:
                 x, y, row_height = 0, y + row_height, 0
@@ -52,13 +53,14 @@ def panel_listing(boards: dict[str, str]) -> str:
     for name, text in boards.items():
         model = json.loads(text)
         lines += ["", f"### {model['title']} (`grafana/dashboards/{name}.json`)", ""]
-        lines += [model["description"], "", "| panel | unit | queries |", "|---|---|---|"]
+        lines += [model["description"], "", "| panel | what it shows | unit | queries |"]
+        lines += ["|---|---|---|---|"]
         for panel in model["panels"]:
             unit = panel["fieldConfig"]["defaults"].get("unit", "")
             queries = "<br>".join(
                 "`" + target["expr"].replace("|", "\\|") + "`" for target in panel["targets"]
             )
-            lines.append(f"| {panel['title']} | {unit} | {queries} |")
+            lines.append(f"| {panel['title']} | {panel['description']} | {unit} | {queries} |")
     lines += ["", PANELS_END]
     return "\n".join(lines)
 

@@ -52,6 +52,8 @@ def problems(board: dict[str, Any]) -> list[str]:
         title = panel["title"]
         if panel.get("datasource", {}).get("uid") != "${datasource}":
             found.append(f"{title}: datasource is not $datasource")
+        if not panel.get("description"):
+            found.append(f"{title}: no description of what it shows")
         if not panel.get("fieldConfig", {}).get("defaults", {}).get("unit"):
             found.append(f"{title}: no unit")
         if not panel.get("targets"):

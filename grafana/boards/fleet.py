@@ -152,3 +152,22 @@ def build() -> dashboard.Dashboard:
             )
         )
     )
+
+
+DESCRIPTIONS = {
+    "Fleet power": "All nodes' IT power together, from their energy counters.",
+    "Fleet energy over the range": "All nodes' energy over the dashboard's time range.",
+    "Fleet emissions rate": "All nodes' gCO2e per hour, location- and market-based.",
+    "Fleet emissions over the range": "All nodes' Scope 2 emissions over the range, kgCO2e.",
+    "Share of energy measured": "The share of the fleet's energy a sensor measured rather "
+    "than the model estimated.",
+    "Top nodes by energy over the range": "The ten nodes that used the most energy.",
+    "Power by grid location": "Power by the grid each node's emissions are weighed with.",
+    "Emissions rate by intensity provider": "Location-based gCO2e per hour by where the "
+    "intensity comes from (static data or a live API).",
+    "Agents down": "Scrape targets of the chosen job that do not answer.",
+    "Nodes on the static fallback": "Nodes whose live intensity provider fails, so the "
+    "static yearly average is in force.",
+    "Nodes on the world average": "Nodes that found no grid location (set carbon.location).",
+    "Nodes reporting": "Agents Prometheus has a sample of.",
+}

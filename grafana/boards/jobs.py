@@ -83,6 +83,14 @@ def build() -> dashboard.Dashboard:
         )
         .with_panel(
             listing(
+                "Top users by emissions",
+                GRAMS,
+                target(f"topk(10, sum by (user) ({job_grams()} {NAMED}))", instant=True),
+                width=8,
+            )
+        )
+        .with_panel(
+            listing(
                 "Top teams by energy",
                 KWH,
                 target(f"topk(10, sum by (tag_team) ({job_kwh()} {NAMED}))", instant=True),
@@ -169,3 +177,22 @@ def build() -> dashboard.Dashboard:
             )
         )
     )
+
+
+DESCRIPTIONS = {
+    "Top jobs by energy": "The ten jobs that used the most kWh over the range, with their "
+    "name, user and team (from carbonscope_job_info).",
+    "Top jobs by emissions (location-based)": "The ten jobs with the most gCO2e over the range.",
+    "Top users by energy": "kWh over the range by the jobs' user.",
+    "Top users by emissions": "gCO2e over the range by the jobs' user.",
+    "Top teams by energy": "kWh over the range by the jobs' team tag.",
+    "Top teams by emissions": "gCO2e over the range by the jobs' team tag.",
+    "Running jobs": "Jobs running now, on the chosen nodes.",
+    "Power of job $job_id by component": "The chosen job's power by component, idle share "
+    "included (jobs.idle_policy).",
+    "Jobs: kWh and gCO2e, linked to their node": "Every job's kWh and location-based gCO2e "
+    "over the range; a row links to its node's dashboard.",
+    "When jobs ran against the grid's intensity (carbon-aware scheduling)": "The grid "
+    "intensity and its forecast, with the number of running jobs (bars, right axis): work "
+    "moved to the greener hours shows here.",
+}

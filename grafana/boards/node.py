@@ -170,3 +170,26 @@ def build() -> dashboard.Dashboard:
             )
         )
     )
+
+
+DESCRIPTIONS = {
+    "Node power by component": "Mean power over the rate interval of the devices node energy "
+    "sums (a platform meter and GPUs, or packages, DRAM and GPUs): stacked, it is node power.",
+    "Node power": "The node's IT power from its energy counter, each joule once.",
+    "Energy today": "The node's energy since midnight (the dashboard's time zone).",
+    "Energy over the range": "The node's energy over the dashboard's time range.",
+    "Emissions over the range": "Location-based and market-based gCO2e over the range: energy "
+    "x PUE x the intensity in force at each sample.",
+    "PUE": "The facility overhead the agent applies (carbon.pue).",
+    "Emissions rate (location- and market-based)": "gCO2e per hour, both Scope 2 methods.",
+    "Grid intensity and its forecast": "The intensity the node's emissions are weighed with, and "
+    "the live provider's forecast 1, 6, 12 and 24 hours ahead.",
+    "GPU power and its limit": "Each GPU's power from its energy counter, against its "
+    "enforced power limit.",
+    "Share of energy modelled": "How much of the node's energy a model estimated (0 % where "
+    "every source measures).",
+    "Sources: what is measured, what is modelled (±), what fails and why": "Each source and "
+    "device with its status (ok, permission_denied, not_present, error, stale, ...), and the "
+    "model's relative uncertainty per component where it is used.",
+    "Sources not ok": "Devices whose status is anything but ok.",
+}
