@@ -87,4 +87,4 @@ soak: $(STAMP) dev-tree
 	$(BIN)/python benchmarks/soak.py
 
 clean:
-	rm -rf $(VENV) build/dev .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build/dev build/dashboard-data .pytest_cache .mypy_cache .ruff_cache

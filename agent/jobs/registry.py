@@ -192,12 +192,10 @@ class JobRegistry:
 
     @staticmethod
     def _authorise(caller: Caller, record: JobRecord) -> None:
+        """Another user's job is not there for this caller: the same 404 as a GET of it, so
+        job ids cannot be probed nor their owners learnt."""
         if not caller.is_root and record.uid != caller.uid:
-            raise JobRequestError(
-                f"job {record.job_id} belongs to {record.user or 'another user'}: uid "
-                f"{caller.uid} may stop only its own jobs",
-                status=403,
-            )
+            raise JobRequestError(f"no such job: {record.job_id}", status=404)
 
     def get(self, job_id: str, caller: Caller | None = None) -> JobRecord:
         """A job's record; a caller other than root sees only its own jobs (others: 404)."""
