@@ -45,6 +45,7 @@ def test_exact_joules_and_emissions_from_a_fake_rapl_tree(tmp_path: Path) -> Non
     daemon = Daemon(["--config", str(config), "--sysfs-root", str(sysfs)], workdir=tmp_path)
     try:
         daemon.wait_ready()
+        assert daemon.get("/healthz") == "ok\n" and daemon.get("/readyz") == "ready\n"
         before = daemon.samples_after(1)
         injected = {
             "intel-rapl:0": 123_456_789,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import threading
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -124,6 +125,46 @@ def test_metrics_are_rendered_only_for_scraped_samples_and_once_each(
             clock.advance(1.0)
             server.publish(monitor.sample())
         assert server.renders == 3
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_healthz_says_whether_samples_keep_coming_and_readyz_whether_one_came(
+    sysfs: Path, make_monitor: MonitorFactory, clock: ManualClock
+) -> None:
+    """Liveness fails once the last sample is older than three intervals (on the monotonic
+    clock); readiness holds from the first sample on, so a stalled agent is restarted but
+    not dropped from its Service's endpoints meanwhile."""
+    two_socket_server(sysfs)
+    monitor = make_monitor(RaplSensor(SensorRoots(sysfs=sysfs)))
+    now = [100.0]
+    server = MetricsServer("127.0.0.1", 0, interval_s=2.0, monotonic_s=lambda: now[0])
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    base = "http://{}:{}".format(*server.address)
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(base + path) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    try:
+        assert get("/healthz") == (503, "starting: no sample yet\n")
+        assert get("/readyz") == (503, "starting: no sample yet\n")
+        server.publish(monitor.sample())
+        assert get("/healthz") == (200, "ok\n") and get("/readyz") == (200, "ready\n")
+        now[0] += 6.0  # three intervals: still current
+        assert get("/healthz")[0] == 200
+        now[0] += 0.5
+        assert get("/healthz") == (503, "stale: the last sample is 6.5s old, sampling every 2s\n")
+        assert get("/readyz") == (200, "ready\n")
+        clock.advance(1.0)
+        server.publish(monitor.sample())
+        assert get("/healthz") == (200, "ok\n")
     finally:
         server.shutdown()
         server.server_close()

@@ -32,16 +32,18 @@ def connection_limits(config: Config) -> ConnectionLimits:
     return ConnectionLimits(config.agent.max_connections, config.agent.request_timeout)
 
 
-def _listen(listen: str) -> MetricsServer:
+def _listen(listen: str, interval_s: float) -> MetricsServer:
     try:
-        return MetricsServer(*parse_listen(listen))
+        return MetricsServer(*parse_listen(listen), interval_s=interval_s)
     except OSError as exc:
         raise CarbonscopeError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
 
 
 def _prometheus(config: Config) -> ExporterParts:
     service = ServerService(
-        "prometheus exporter", lambda: _listen(config.agent.listen), connection_limits(config)
+        "prometheus exporter",
+        lambda: _listen(config.agent.listen, config.agent.interval),
+        connection_limits(config),
     )
 
     def publish(snapshot: Snapshot) -> None:

@@ -13,6 +13,7 @@ import logging
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -26,6 +27,38 @@ log = logging.getLogger(__name__)
 INDEX = b"""<html><head><title>carbonscope</title></head><body>
 <h1>carbonscope</h1><p><a href="/metrics">Metrics</a></p></body></html>
 """
+
+
+STALE_AFTER_INTERVALS = 3  # /healthz: a last sample older than this many intervals is stale
+
+
+class SampleHealth:
+    """Whether samples keep coming: /healthz (liveness: 503 once the last sample is older than
+    three intervals) and /readyz (readiness: 200 from the first sample on). On the monotonic
+    clock, so a wall-clock step never makes the agent look dead."""
+
+    def __init__(
+        self, interval_s: float, monotonic_s: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._interval_s = interval_s
+        self._monotonic_s = monotonic_s
+        self._last_s: float | None = None
+
+    def sampled(self) -> None:
+        self._last_s = self._monotonic_s()
+
+    def liveness(self) -> tuple[int, str]:
+        if self._last_s is None:
+            return 503, "starting: no sample yet\n"
+        age = self._monotonic_s() - self._last_s
+        if age > STALE_AFTER_INTERVALS * self._interval_s:
+            return 503, (
+                f"stale: the last sample is {age:.1f}s old, sampling every {self._interval_s:g}s\n"
+            )
+        return 200, "ok\n"
+
+    def readiness(self) -> tuple[int, str]:
+        return (503, "starting: no sample yet\n") if self._last_s is None else (200, "ready\n")
 
 
 # gzip level 1: on this project's expositions (12 kB for a two-socket node, 58 kB with 100
@@ -46,10 +79,6 @@ class _RenderedMetrics:
         self._scraped = False  # the rendered snapshot was asked for
         self._gzip_wanted = False  # ... and by a client that takes gzip (Prometheus does)
         self.renders = 0
-
-    @property
-    def ready(self) -> bool:
-        return self._snapshot is not None
 
     def publish(self, snapshot: Snapshot) -> None:
         """Called on the relay thread, never the sampler's."""
@@ -84,6 +113,7 @@ class _RenderedMetrics:
 
 class _Handler(HttpHandler):
     metrics: ClassVar[_RenderedMetrics]
+    health: ClassVar[SampleHealth]
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
@@ -98,9 +128,9 @@ class _Handler(HttpHandler):
                 self.send(200, body, CONTENT_TYPE)
         elif path == "/":
             self.send(200, INDEX, "text/html; charset=utf-8")
-        elif path == "/healthz":
-            ready = self.metrics.ready
-            self.send(200 if ready else 503, b"ok\n" if ready else b"starting\n", "text/plain")
+        elif path in ("/healthz", "/readyz"):
+            status, text = self.health.liveness() if path == "/healthz" else self.health.readiness()
+            self.send(status, text.encode(), "text/plain; charset=utf-8")
         else:
             self.send(404, b"not found\n", "text/plain")
 
@@ -113,10 +143,19 @@ class MetricsServer(socketserver.ThreadingTCPServer):
     block_on_close = False
     allow_reuse_address = True  # as http.server's: a restart rebinds at once
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        interval_s: float = 1.0,
+        monotonic_s: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._metrics = _RenderedMetrics()
-        handler = type("MetricsHandler", (_Handler,), {"metrics": self._metrics})
+        self.health = SampleHealth(interval_s, monotonic_s)
+        handler = type(
+            "MetricsHandler", (_Handler,), {"metrics": self._metrics, "health": self.health}
+        )
         super().__init__((host, port), handler)
 
     @property
@@ -125,6 +164,7 @@ class MetricsServer(socketserver.ThreadingTCPServer):
         return str(host), int(port)
 
     def publish(self, snapshot: Snapshot) -> None:
+        self.health.sampled()
         self._metrics.publish(snapshot)
 
     @property
