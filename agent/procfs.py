@@ -47,10 +47,6 @@ def parse_proc_stat(text: str) -> tuple[CpuTimes, int]:
     return aggregate, max(cpus, 1)
 
 
-def read_cpu_times(procfs: Path) -> CpuTimes:
-    return read_cpu_stat(procfs)[0]
-
-
 def read_cpu_stat(procfs: Path) -> tuple[CpuTimes, int]:
     """The aggregate CPU times and the number of CPUs, from /proc/stat."""
     return parse_proc_stat((procfs / "stat").read_text(encoding="ascii", errors="replace"))

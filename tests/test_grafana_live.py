@@ -11,11 +11,8 @@ import copy
 import json
 import os
 import re
-import subprocess
 import threading
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,10 +21,11 @@ import pytest
 
 from carbonscope.client import JobClient
 from tests.conftest import require_tool
-from tests.daemon import Daemon, free_port
+from tests.daemon import Daemon
 from tests.fakes.grid_apis import GridApiServer
 from tests.fakes.nvml import UNKNOWN, FakeGpu, FakeNvml
 from tests.fakes.powercap import two_socket_server
+from tests.prometheus import PrometheusServer
 
 pytestmark = pytest.mark.e2e
 
@@ -38,21 +36,6 @@ TICK_S = 0.1
 # per tick on node A: packages 2 x 5 J, DRAM 2 x 1 J (120 W), two GPUs 10 J each (200 W)
 ZONE_J = {"intel-rapl:0": 5, "intel-rapl:1": 5, "intel-rapl:0:0": 1, "intel-rapl:1:0": 1}
 GPU_J = 10
-
-
-def query(base: str, promql: str, at: float | None = None) -> list[dict[str, Any]]:
-    params: dict[str, Any] = {"query": promql} | ({"time": at} if at is not None else {})
-    url = f"{base}/api/v1/query?{urllib.parse.urlencode(params)}"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        body = json.load(response)
-    assert body["status"] == "success", (promql, body)
-    result: list[dict[str, Any]] = body["data"]["result"]
-    return result
-
-
-def value(base: str, promql: str, at: float | None = None) -> float:
-    [sample] = query(base, promql, at)
-    return float(sample["value"][1])
 
 
 class Load(threading.Thread):
@@ -101,7 +84,7 @@ def short_windowed(rules: list[Path], directory: Path) -> list[Path]:
 
 
 def record_panels(
-    base: str,
+    prometheus: PrometheusServer,
     boards: dict[str, dict[str, Any]],
     choices: dict[str, list[dict[str, str]]],
     since: float,
@@ -120,12 +103,9 @@ def record_panels(
             for target in panel["targets"]:
                 expr = substituted(target["expr"], values)
                 if panel["type"] == "timeseries":
-                    params = {"query": expr, "start": since, "end": end, "step": 1}
-                    url = f"{base}/api/v1/query_range?{urllib.parse.urlencode(params)}"
-                    with urllib.request.urlopen(url, timeout=10) as response:
-                        data = json.load(response)["data"]["result"]
+                    data = prometheus.query_range(expr, since, end, 1)
                 else:
-                    data = query(base, expr)
+                    data = prometheus.query(expr)
                 results.append({"legend": target.get("legendFormat", ""), "result": data})
             unit = panel["fieldConfig"]["defaults"].get("unit", "")
             panels.append(
@@ -148,13 +128,15 @@ def substituted(expr: str, values: dict[str, str]) -> str:
     return expr
 
 
-def missing_data(base: str, board: dict[str, Any], choices: list[dict[str, str]]) -> list[str]:
+def missing_data(
+    prometheus: PrometheusServer, board: dict[str, Any], choices: list[dict[str, str]]
+) -> list[str]:
     """The queries of a dashboard that return nothing for every one of ``choices`` (variable
     values), and the variable queries that list nothing."""
     missing = []
     for panel in board["panels"]:
         for target in panel["targets"]:
-            if not any(query(base, substituted(target["expr"], c)) for c in choices):
+            if not any(prometheus.query(substituted(target["expr"], c)) for c in choices):
                 missing.append(f"{panel['title']}: {target['expr']}")
     for variable in board["templating"]["list"]:
         if variable["type"] != "query":
@@ -165,7 +147,7 @@ def missing_data(base: str, board: dict[str, Any], choices: list[dict[str, str]]
         found = {
             sample["metric"].get(label)
             for c in choices
-            for sample in query(base, substituted(selector, c))
+            for sample in prometheus.query(substituted(selector, c))
         }
         if not found - {None}:
             missing.append(f"${variable['name']}: {variable['query']}")
@@ -175,7 +157,7 @@ def missing_data(base: str, board: dict[str, Any], choices: list[dict[str, str]]
 def test_dashboards_rules_and_alerts_on_a_live_prometheus(
     tmp_path: Path, nvml_library: Path, grid_api: GridApiServer
 ) -> None:
-    prometheus = require_tool("prometheus")
+    require_tool("prometheus")  # before anything starts
     nvml = FakeNvml(
         nvml_library,
         tmp_path / "nvml.state",
@@ -187,9 +169,7 @@ def test_dashboards_rules_and_alerts_on_a_live_prometheus(
     nvml.write()
     sysfs_a = tmp_path / "a" / "sys"
     tree = two_socket_server(sysfs_a, with_psys=False)
-    token = tmp_path / "em.token"
-    token.write_text(grid_api.em_token + "\n")
-    token.chmod(0o600)
+    token = grid_api.write_em_token(tmp_path / "em.token")
     config_a = tmp_path / "a.toml"
     config_a.write_text(
         '[agent]\ninterval = "200ms"\n[sensors]\nenable = ["rapl", "nvml"]\n'
@@ -217,36 +197,24 @@ def test_dashboards_rules_and_alerts_on_a_live_prometheus(
             "bert-finetune", {"team": "nlp"}, pids=[os.getpid()]
         )
         load.start()
-        port = free_port()
         targets = ", ".join(f"'127.0.0.1:{n.port}'" for n in (node_a, node_b))
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
+        server = PrometheusServer(
+            tmp_path,
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
             "rule_files:\n"
             + "".join(f"  - {rule}\n" for rule in short_windowed(RULES, tmp_path / "rules"))
             + "scrape_configs:\n"
             "  - job_name: carbonscope\n    static_configs:\n"
-            f"      - targets: [{targets}]\n"
+            f"      - targets: [{targets}]\n",
         )
-        server = subprocess.Popen(
-            [
-                prometheus,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        base = f"http://127.0.0.1:{port}"
         instance_a, instance_b = (f"127.0.0.1:{n.port}" for n in (node_a, node_b))
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
                 if (
-                    len(query(base, "fleet:carbonscope_node_power_watts:sum_rate5m"))
-                    and len(query(base, "carbonscope_grid_intensity_forecast_grams_per_kwh"))
-                    and len(query(base, "instance:carbonscope_node_power_watts:rate5m")) == 2
+                    len(server.query("fleet:carbonscope_node_power_watts:sum_rate5m"))
+                    and len(server.query("carbonscope_grid_intensity_forecast_grams_per_kwh"))
+                    and len(server.query("instance:carbonscope_node_power_watts:rate5m")) == 2
                 ):
                     break
             except OSError:
@@ -264,12 +232,12 @@ def test_dashboards_rules_and_alerts_on_a_live_prometheus(
         boards = {path.stem: json.loads(path.read_text()) for path in BOARDS.glob("*.json")}
         assert set(boards) == set(choices)
         for name, board in boards.items():
-            assert missing_data(base, board, choices[name]) == [], name
+            assert missing_data(server, board, choices[name]) == [], name
 
         if os.environ.get("CARBONSCOPE_DASHBOARD_DATA"):  # make dashboard-pictures
             since = time.time() - (time.monotonic() - load.started) + 10  # once windows fill
             record_panels(
-                base, boards, choices, since, Path(os.environ["CARBONSCOPE_DASHBOARD_DATA"])
+                server, boards, choices, since, Path(os.environ["CARBONSCOPE_DASHBOARD_DATA"])
             )
 
         # the same check finds a misspelled metric
@@ -278,41 +246,40 @@ def test_dashboards_rules_and_alerts_on_a_live_prometheus(
         first["expr"] = first["expr"].replace(
             "carbonscope_energy_joules", "carbonscope_enrgy_joules"
         )
-        assert len(missing_data(base, broken, choices["node"])) == 1
+        assert len(missing_data(server, broken, choices["node"])) == 1
 
         # recording rules: node A's power is what the load puts in; the fleet is A + B, as
         # the node rules stood when the fleet rule was evaluated: the node group's latest
         # round then, this one or the one before (the groups run side by side, 1 s apart)
-        [fleet_sample] = query(base, "fleet:carbonscope_node_power_watts:sum_rate5m")
+        [fleet_sample] = server.query("fleet:carbonscope_node_power_watts:sum_rate5m")
         at, fleet = float(fleet_sample["value"][0]), float(fleet_sample["value"][1])
         node_rule = "instance:carbonscope_node_power_watts:rate5m"
-        power_a = value(base, f'{node_rule}{{instance="{instance_a}"}}', at)
-        power_b = value(base, f'{node_rule}{{instance="{instance_b}"}}', at)
+        power_a = server.value(f'{node_rule}{{instance="{instance_a}"}}', at)
+        power_b = server.value(f'{node_rule}{{instance="{instance_b}"}}', at)
         assert power_a == pytest.approx(load.watts(), rel=0.1)
         assert power_b > 0  # the model's estimate of this machine
-        sums = [value(base, f"sum({node_rule})", at - lag) for lag in (0.0, 1.0)]
+        sums = [server.value(f"sum({node_rule})", at - lag) for lag in (0.0, 1.0)]
         assert any(fleet == pytest.approx(total, rel=0.01) for total in sums), (fleet, sums)
-        teams = query(base, "team:carbonscope_job_power_watts:sum_rate5m")
+        teams = server.query("team:carbonscope_job_power_watts:sum_rate5m")
         assert [sample["metric"].get("tag_team") for sample in teams] == ["nlp"]
         measured_a = f'instance:carbonscope_measured_energy:ratio_rate5m{{instance="{instance_a}"}}'
         modelled_b = f'instance:carbonscope_modelled_energy:ratio_rate5m{{instance="{instance_b}"}}'
-        assert value(base, measured_a) == pytest.approx(1.0)  # RAPL and NVML measure it all
-        assert value(base, modelled_b) == pytest.approx(1.0)  # no sensor: all modelled
+        assert server.value(measured_a) == pytest.approx(1.0)  # RAPL and NVML measure it all
+        assert server.value(modelled_b) == pytest.approx(1.0)  # no sensor: all modelled
 
         # a GPU that fails to read: its source alert is pending within a few evaluations
         nvml.gpus[1].errors = {"nvmlDeviceGetTotalEnergyConsumption": UNKNOWN}
         deadline = time.monotonic() + 30
         pending: list[dict[str, Any]] = []
         while time.monotonic() < deadline and not pending:
-            pending = query(base, 'ALERTS{alertname="CarbonscopeSourceFailing"}')
+            pending = server.query('ALERTS{alertname="CarbonscopeSourceFailing"}')
             time.sleep(0.5)
-        assert pending, query(base, 'carbonscope_source_status{source="nvml"} == 1')
+        assert pending, server.query('carbonscope_source_status{source="nvml"} == 1')
         assert pending[0]["metric"]["alertstate"] == "pending"
         assert pending[0]["metric"]["device"] == "gpu1"
     finally:
         load.stop.set()
         if server is not None:
-            server.terminate()
-            server.wait(timeout=15)
+            server.stop()
         for node in (node_a, node_b):
             assert node.stop() == 0, node.log_text()

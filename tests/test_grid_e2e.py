@@ -67,9 +67,7 @@ def api() -> Iterator[GridApiServer]:
 
 
 def write_config(tmp_path: Path, api: GridApiServer) -> Path:
-    token_file = tmp_path / "electricitymaps.token"
-    token_file.write_text(api.em_token + "\n")
-    token_file.chmod(0o600)
+    token_file = api.write_em_token(tmp_path / "electricitymaps.token")
     config = tmp_path / "carbonscope.toml"
     config.write_text(
         '[agent]\ninterval = "500ms"\nlog_level = "debug"\n'

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from carbonscope.client import JobClient, track_job
-from carbonscope.procfs import read_cpu_times, read_pid_stat
+from carbonscope.procfs import read_cpu_stat, read_pid_stat
 from tests.daemon import Daemon, Labels
 from tests.fakes.nvml import FakeGpu, FakeNvml
 from tests.fakes.powercap import two_socket_server
@@ -112,7 +112,7 @@ def test_job_run_gets_its_cpu_share_and_its_gpu_energy(nvml_library: Path, tmp_p
         fake.write()
         before = daemon.samples_after(3)  # the daemon has seen the process on the GPU
         procfs = Path("/proc")
-        cpu_start, child_start = read_cpu_times(procfs), read_pid_stat(procfs, child)
+        cpu_start, child_start = read_cpu_stat(procfs)[0], read_pid_stat(procfs, child)
         for _ in range(25):
             tree.zones["intel-rapl:0"].advance(5_000_000)
             tree.zones["intel-rapl:0:0"].advance(1_000_000)
@@ -121,7 +121,7 @@ def test_job_run_gets_its_cpu_share_and_its_gpu_energy(nvml_library: Path, tmp_p
             fake.write()
             time.sleep(0.1)
         after = daemon.samples_after(3)
-        cpu_end, child_end = read_cpu_times(procfs), read_pid_stat(procfs, child)
+        cpu_end, child_end = read_cpu_stat(procfs)[0], read_pid_stat(procfs, child)
         stop_file.touch()
         _out, err = runner.communicate(timeout=30)
         final = daemon.samples_after(1)

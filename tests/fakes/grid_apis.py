@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -75,6 +76,12 @@ class GridApiServer:
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
         self._thread.start()
+
+    def write_em_token(self, path: Path) -> Path:
+        """The Electricity Maps token as the agent's token_file wants it (mode 0600)."""
+        path.write_text(self.em_token + "\n")
+        path.chmod(0o600)
+        return path
 
     @property
     def url(self) -> str:
