@@ -6,12 +6,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import pytest
-
 from carbonscope.config.schema import Config, SensorsSection
 from carbonscope.daemon.exporters import EXPORTERS
 from carbonscope.sampling.publisher import SnapshotRelay
-from carbonscope.sensors.base import SourceSettings
+from carbonscope.sensors.base import SensorRoots, SourceSettings
 from carbonscope.sensors.catalogue import SOURCES, SourceContext, SourceRole, spec_of
 from carbonscope.sensors.selection import select_sensors
 from carbonscope.snapshot import Snapshot
@@ -84,7 +82,12 @@ def test_a_slow_listener_never_blocks_the_sampler_and_gets_the_newest_snapshot()
         relay.stop()
 
 
-@pytest.mark.parametrize("name", ["hwmon", "ipmi", "redfish"])
-def test_planned_sources_are_named_but_not_available(name: str) -> None:
-    with pytest.raises(ValueError, match="not available in this version"):
-        SensorsSection(enable=[name])
+def test_auto_asks_no_bmc_and_a_listed_one_is_asked(tmp_path: Path) -> None:
+    """auto tries hwmon (sysfs) but never IPMI or Redfish, which are asked only when listed."""
+    context = SourceContext(roots=SensorRoots(sysfs=tmp_path, procfs=Path("/proc")))
+    auto = [item.spec.name for item in select_sensors(SensorsSection(), context)]
+    assert "hwmon" in auto and "ipmi" not in auto and "redfish" not in auto
+    assert not spec_of("ipmi").auto and not spec_of("redfish").auto
+    listed = select_sensors(SensorsSection(enable=["redfish"]), context)
+    assert [item.spec.name for item in listed] == ["redfish"]
+    assert listed[0].found.statuses[0].reason == "no [sensors.redfish] url configured"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -98,13 +99,24 @@ class World:
         del self.processes[pid]
         remove_process(self.procfs.root, pid)
 
-    def second(self, busy: int, idle: int, package_uj: int, dram_uj: int) -> Snapshot:
+    def second(
+        self,
+        busy: int,
+        idle: int,
+        package_uj: int,
+        dram_uj: int,
+        before_sample: Callable[[], None] | None = None,
+    ) -> Snapshot:
+        """One second of the node; ``before_sample`` runs once the clock has moved (a polled
+        meter's reading measured at the sample's time)."""
         self.procfs.tick(busy, idle)
         self.uptime_s += 1
         write_uptime(self.procfs.root, self.uptime_s)
         self.package.advance(package_uj)
         self.dram.advance(dram_uj)
         self.clock.advance(1.0)
+        if before_sample is not None:
+            before_sample()
         return self.monitor.sample()
 
 

@@ -130,6 +130,7 @@ def test_auto_on_a_vm_models_cpu_and_dram(sysfs: Path, tmp_path: Path) -> None:
     assert used(select(SensorsSection(), roots(sysfs, procfs.root))) == {
         "rapl": [],
         "nvml": [],
+        "hwmon": [],
         "model": ["cpu/host", "dram/host"],
     }
 
@@ -140,6 +141,7 @@ def test_auto_models_only_what_rapl_does_not_measure(sysfs: Path, tmp_path: Path
     assert used(select(SensorsSection(), roots(sysfs, procfs.root))) == {
         "rapl": ["cpu/package-0"],
         "nvml": [],
+        "hwmon": [],
         "model": ["dram/host"],
     }
 
@@ -147,7 +149,11 @@ def test_auto_models_only_what_rapl_does_not_measure(sysfs: Path, tmp_path: Path
 def test_auto_with_psys_needs_no_model(sysfs: Path, tmp_path: Path) -> None:
     procfs = make_procfs(tmp_path / "proc")
     two_socket_server(sysfs)
-    assert list(used(select(SensorsSection(), roots(sysfs, procfs.root)))) == ["rapl", "nvml"]
+    assert list(used(select(SensorsSection(), roots(sysfs, procfs.root)))) == [
+        "rapl",
+        "nvml",
+        "hwmon",
+    ]
 
 
 def test_auto_replaces_unreadable_rapl_with_the_model(sysfs: Path, tmp_path: Path) -> None:
@@ -161,7 +167,12 @@ def test_auto_replaces_unreadable_rapl_with_the_model(sysfs: Path, tmp_path: Pat
 
     selection = select(SensorsSection(), roots(sysfs, procfs.root), opener=root_only)
     # rapl stays listed (its statuses say permission_denied) but accounts nothing: no double count
-    assert used(selection) == {"rapl": [], "nvml": [], "model": ["cpu/host", "dram/host"]}
+    assert used(selection) == {
+        "rapl": [],
+        "nvml": [],
+        "hwmon": [],
+        "model": ["cpu/host", "dram/host"],
+    }
 
 
 def test_explicit_rapl_only_keeps_failing_devices_visible(sysfs: Path, tmp_path: Path) -> None:

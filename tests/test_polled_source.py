@@ -172,7 +172,7 @@ def test_a_hung_discovery_is_an_error_status_not_a_hang() -> None:
 
 
 def test_polled_settings_take_durations_and_default_to_the_catalogue_period() -> None:
-    settings = PolledSettings.model_validate({"period": "5s", "timeout": "1500ms"})
+    settings = PolledSettings.model_validate({"interval": "5s", "timeout": "1500ms"})
     polled = PolledSensor.from_settings(SlowMeter(), settings, default_period_s=10.0)
     assert (polled.period_s, polled.timeout_s, polled.max_age_s) == (5.0, 1.5, 15.0)
     defaults = PolledSensor.from_settings(SlowMeter(), PolledSettings(), default_period_s=10.0)

@@ -197,6 +197,39 @@ def attribute_sample(
     return result
 
 
+class OverheadShares:
+    """The unmeasured part of node energy (what a platform meter shows beyond the components,
+    accounting/reconcile.py) goes to the recipients in proportion to their share of the
+    measured node energy since the part last grew: a job carries its share of the server's
+    fans, PSU losses and disks. It arrives with the meter's readings, so the shares are those
+    of the samples it covers. A job that has ended since is not given more: its active part
+    goes to ``system``, its idle share to ``idle``."""
+
+    def __init__(self) -> None:
+        self._measured: dict[Recipient, int] = {}
+
+    def add(
+        self, split: Mapping[DeviceKey, Mapping[Recipient, int]], counted: frozenset[Component]
+    ) -> None:
+        """One sample's split of the measured devices (node-energy components only)."""
+        for key, parts in split.items():
+            if key.component in counted:
+                for recipient, uj in parts.items():
+                    self._measured[recipient] = self._measured.get(recipient, 0) + uj
+
+    def split(self, overhead_uj: int, running_jobs: frozenset[str]) -> dict[Recipient, int]:
+        weights: dict[Recipient, int] = {}
+        for recipient, uj in self._measured.items():
+            to = recipient
+            if recipient.job_id and recipient.job_id not in running_jobs:
+                to = IDLE if recipient.idle_share else SYSTEM
+            weights[to] = weights.get(to, 0) + uj
+        self._measured = {}
+        if not any(uj > 0 for uj in weights.values()):
+            return {SYSTEM: overhead_uj}
+        return split_exact(overhead_uj, weights)
+
+
 @dataclass(frozen=True)
 class SampleEnergy:
     """What the monitor hands over each sample."""
@@ -208,3 +241,5 @@ class SampleEnergy:
     now_unix_s: float
     intensity_period_id: int = 0  # the stored intensity period this sample falls in (0: none)
     modelled: frozenset[DeviceKey] = frozenset()  # devices whose energy is a model's estimate
+    # the reconciled unmeasured part (node.py), split by the measured shares (OverheadShares)
+    overhead: DeviceKey | None = None

@@ -20,7 +20,7 @@ from pydantic import (
 from carbonscope.codecarbon_data import normalise_location
 from carbonscope.durations import Duration, format_duration, parse_duration
 from carbonscope.labels import TAG_KEY
-from carbonscope.sensors.catalogue import PLANNED_SOURCES, SOURCES, source_names
+from carbonscope.sensors.catalogue import SOURCES, source_names
 from carbonscope.sensors.selection import AUTO
 
 
@@ -84,8 +84,8 @@ class AgentSection(_Section):
 
 
 def _source_name(name: str) -> str:
-    if name != AUTO and name not in source_names() and name not in PLANNED_SOURCES:
-        choices = ", ".join(repr(n) for n in (AUTO, *source_names(), *PLANNED_SOURCES))
+    if name != AUTO and name not in source_names():
+        choices = ", ".join(repr(n) for n in (AUTO, *source_names()))
         raise ValueError(f"Input should be {choices} (got {name!r})")
     return name
 
@@ -104,12 +104,6 @@ class _SensorsBase(_Section):
     def _known_and_available(cls, value: list[str]) -> list[str]:
         if AUTO in value and len(value) > 1:
             raise ValueError(f'"{AUTO}" cannot be combined with named sensors')
-        planned = [name for name in value if name in PLANNED_SOURCES]
-        if planned:
-            raise ValueError(
-                f"sensor(s) {', '.join(planned)} not available in this version "
-                f"(available: {', '.join(source_names())})"
-            )
         return value
 
     def source_settings(self, name: str) -> Any:

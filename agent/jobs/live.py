@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from carbonscope.accounting.attribution import Bucket, Recipient, SampleEnergy
+from carbonscope.accounting.emissions import Emissions
 from carbonscope.accounting.totals import EnergyTotals
 from carbonscope.jobs.cgroups import CgroupJob
 from carbonscope.jobs.model import JobRecord
 from carbonscope.jobs.processes import JobProcesses
-from carbonscope.sensors.base import Component
+from carbonscope.sensors.base import Component, DeviceKey
 
 
 @dataclass
@@ -115,3 +118,40 @@ class LiveJob:
         self.mono_mark_s = None
         self.ended_at = at
         self.dirty = True
+
+
+def add_shares(
+    jobs: Mapping[str, LiveJob],
+    buckets: dict[tuple[Component, Bucket], int],
+    split: Mapping[DeviceKey, Mapping[Recipient, int]],
+    sample: SampleEnergy,
+) -> None:
+    """One sample's split into the bucket totals, and each job's part into its totals (only
+    node-energy components reach a job: packages under psys are shown, not added)."""
+    shares: dict[str, JobShare] = {}
+    for key, parts in split.items():
+        counted = key.component in sample.counted
+        for recipient, uj in parts.items():
+            bucket_key = (key.component, recipient.bucket)
+            buckets[bucket_key] = buckets.get(bucket_key, 0) + uj
+            if recipient.job_id in jobs and counted:
+                share = shares.setdefault(recipient.job_id, JobShare())
+                share.add(
+                    key.component,
+                    uj,
+                    modelled=key in sample.modelled,
+                    idle_share=recipient.idle_share,
+                )
+    period = sample.intensity_period_id
+    for job_id, share in shares.items():
+        job = jobs[job_id]
+        uj = share.total_uj
+        job.totals = job.totals.plus(
+            share.energy_uj,
+            uj - share.modelled_uj,
+            share.modelled_uj,
+            Emissions.of(uj, sample.factors),
+            share.idle_uj,
+        )
+        if period:
+            job.energy_by_period[period] = job.energy_by_period.get(period, 0) + uj

@@ -18,10 +18,14 @@ import threading
 import time
 from collections.abc import Callable
 
-from carbonscope.accounting.attribution import Bucket, SampleEnergy, attribute_sample
-from carbonscope.accounting.emissions import Emissions
+from carbonscope.accounting.attribution import (
+    Bucket,
+    OverheadShares,
+    SampleEnergy,
+    attribute_sample,
+)
 from carbonscope.jobs.activity import Activity, ActivityMeter, MeasurePlan, NewCgroup
-from carbonscope.jobs.live import JobShare, LiveJob
+from carbonscope.jobs.live import LiveJob, add_shares
 from carbonscope.jobs.model import Caller, JobKind, JobRecord, user_name
 from carbonscope.jobs.processes import JobProcesses
 from carbonscope.jobs.quotas import CreationQuota
@@ -61,6 +65,7 @@ class JobRegistry:
         self._jobs: dict[str, LiveJob] = {}
         self._seq = 0
         self._buckets: dict[tuple[Component, Bucket], int] = {}
+        self._overhead = OverheadShares()
         self._retired_cgroups: set[str] = set()
         self._creations = CreationQuota(settings.max_created_per_minute, monotonic_s)
         self._resumable_cgroup_jobs: dict[str, JobRecord] = {}
@@ -231,40 +236,20 @@ class JobRegistry:
         with self._sampled:
             now = sample.now_unix_s
             self._apply(plan, activity, now)
+            deltas = dict(sample.deltas)
+            overhead_uj = deltas.pop(sample.overhead, 0) if sample.overhead else 0
             split = attribute_sample(
-                sample.deltas,
+                deltas,
                 activity.cpu,
                 sample.gpus,
                 activity.owner_of_pid,
                 self._settings.idle_policy,
             )
-            shares: dict[str, JobShare] = {}
-            for key, parts in split.items():
-                counted = key.component in sample.counted
-                for recipient, uj in parts.items():
-                    bucket_key = (key.component, recipient.bucket)
-                    self._buckets[bucket_key] = self._buckets.get(bucket_key, 0) + uj
-                    if recipient.job_id in self._jobs and counted:
-                        share = shares.setdefault(recipient.job_id, JobShare())
-                        share.add(
-                            key.component,
-                            uj,
-                            modelled=key in sample.modelled,
-                            idle_share=recipient.idle_share,
-                        )
-            period = sample.intensity_period_id
-            for job_id, share in shares.items():
-                job = self._jobs[job_id]
-                uj = share.total_uj
-                job.totals = job.totals.plus(
-                    share.energy_uj,
-                    uj - share.modelled_uj,
-                    share.modelled_uj,
-                    Emissions.of(uj, sample.factors),
-                    share.idle_uj,
-                )
-                if period:
-                    job.energy_by_period[period] = job.energy_by_period.get(period, 0) + uj
+            self._overhead.add(split, sample.counted)
+            if sample.overhead is not None and overhead_uj > 0:
+                running = frozenset(job_id for job_id, job in self._jobs.items() if job.running)
+                split[sample.overhead] = self._overhead.split(overhead_uj, running)
+            add_shares(self._jobs, self._buckets, split, sample)
             for job in self._jobs.values():
                 if job.running:
                     job.updated_at = now

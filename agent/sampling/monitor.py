@@ -17,7 +17,8 @@ from carbonscope.accounting.attribution import SampleEnergy
 from carbonscope.accounting.emissions import NO_EMISSIONS, EmissionFactors, Emissions
 from carbonscope.accounting.energy import CounterEvent, DeviceAccount
 from carbonscope.accounting.intensity_log import IntensityLog
-from carbonscope.accounting.node import NodeEnergyPlan
+from carbonscope.accounting.node import UNMEASURED, NodeEnergyPlan
+from carbonscope.accounting.reconcile import Reconciler
 from carbonscope.carbon.intensity import IntensityProvider
 from carbonscope.histogram import Histogram
 from carbonscope.sensors.base import (
@@ -31,6 +32,7 @@ from carbonscope.sensors.base import (
     SensorRead,
     SourceStatus,
 )
+from carbonscope.sensors.catalogue import platform_meter_sources
 from carbonscope.snapshot import (
     SAMPLE_DURATION_BUCKETS_S,
     AttributionView,
@@ -73,6 +75,7 @@ class Monitor:
         intensity_log: IntensityLog | None = None,
         modelled_sources: frozenset[str] = frozenset(),
         ledger_writes: Callable[[], LedgerWrites] | None = None,
+        meter_sources: Sequence[str] | None = None,
     ) -> None:
         self._sensors = list(sensors)
         self._intensity = intensity
@@ -91,7 +94,13 @@ class Monitor:
         self._devices: list[DeviceKey] = sorted(
             {key for _sensor, discovery in self._sensors for key in discovery.devices}
         )
-        self._plan = NodeEnergyPlan.for_devices(self._devices)
+        self._plan = NodeEnergyPlan.for_devices(
+            self._devices, platform_meter_sources() if meter_sources is None else meter_sources
+        )
+        self._reconciler: Reconciler | None = None
+        if self._plan.meter is not None:
+            self._reconciler = Reconciler(self._plan.meter, UNMEASURED)
+            self._devices = sorted({*self._devices, UNMEASURED})
         self._accounts: dict[DeviceKey, DeviceAccount] = {
             key: DeviceAccount() for key in self._devices
         }
@@ -197,6 +206,7 @@ class Monitor:
         deltas: dict[DeviceKey, int] = {}
         flagged: dict[DeviceKey, DeviceStatus] = {}  # reads the plausibility rule refused
         node_delta_uj = 0
+        meter_read: tuple[int, int, int | None, int] | None = None  # for the reconciler
         for _sensor, result in results:
             for reading in result.readings:
                 account = self._accounts.get(reading.key)
@@ -222,9 +232,18 @@ class Monitor:
                 deltas[reading.key] = deltas.get(reading.key, 0) + delta
                 if self._plan.counts(reading.key):
                     node_delta_uj += delta
+                elif reading.key == self._plan.meter and reading.key not in flagged:
+                    meter_read = (account.total_uj, delta, previous_ns, measured_ns)
         for key, account in self._accounts.items():
             if key not in power_now and account.last_power_uw is not None:
                 account.forget_baseline()
+        node_power_uj = node_delta_uj  # over the sample; the unmeasured part over the meter's
+        unmeasured_power_w = 0.0
+        reconciled: tuple[DeviceStatus, ...] = ()
+        if self._reconciler is not None:
+            node_delta_uj += self._reconcile(node_delta_uj, meter_read, now_ns, deltas, power_now)
+            unmeasured_power_w = self._reconciler.power_w or 0.0
+            reconciled = (self._reconciler.status(),)
         self._power = power_now
 
         elapsed_ns = now_ns - self._last_sample_ns if self._last_sample_ns is not None else 0
@@ -254,13 +273,14 @@ class Monitor:
         if self._attributor is not None:
             attribution = self._attributor.account(
                 SampleEnergy(
-                    deltas=deltas,
+                    deltas={k: uj for k, uj in deltas.items() if k not in self._plan.meters},
                     counted=self._plan.components,
                     gpus=gpus,
                     factors=factors,
                     now_unix_s=now_unix_s,
                     intensity_period_id=period_id,
                     modelled=self._modelled,
+                    overhead=UNMEASURED if self._reconciler is not None else None,
                 )
             )
 
@@ -277,10 +297,13 @@ class Monitor:
             for key in self._devices
         )
         refused = {(key.source, key.device): status for key, status in flagged.items()}
-        statuses = tuple(
-            refused.get((status.source, status.device), status)
-            for _sensor, result in results
-            for status in result.statuses
+        statuses = (
+            tuple(
+                refused.get((status.source, status.device), status)
+                for _sensor, result in results
+                for status in result.statuses
+            )
+            + reconciled
         )
         return Snapshot(
             version=self._version,
@@ -293,7 +316,11 @@ class Monitor:
                 for key, account in self._accounts.items()
                 if self._plan.counts(key)
             ),
-            node_power_w=node_delta_uj * NS_PER_S / elapsed_ns / 1e6 if elapsed_ns > 0 else None,
+            node_power_w=(
+                node_power_uj * NS_PER_S / elapsed_ns / 1e6 + unmeasured_power_w
+                if elapsed_ns > 0
+                else None
+            ),
             emissions=self._emissions,
             intensity=intensity,
             marginal_intensity=grid.marginal,
@@ -307,7 +334,27 @@ class Monitor:
             ledger=self._ledger_writes() if self._ledger_writes is not None else None,
             skipped=self._skipped,
             model_uncertainty=self._uncertainty,
+            node_energy_meter=self._plan.meter,
         )
+
+    def _reconcile(
+        self,
+        components_uj: int,
+        meter_read: tuple[int, int, int | None, int] | None,
+        now_ns: int,
+        deltas: dict[DeviceKey, int],
+        power_now: dict[DeviceKey, float | None],
+    ) -> int:
+        """The unmeasured part of this sample (reconcile.py): what the meter's new reading, if
+        any, shows beyond the components."""
+        reconciler = self._reconciler
+        assert reconciler is not None
+        reconciler.components(now_ns, components_uj)
+        gained = reconciler.meter_reading(*meter_read) if meter_read is not None else 0
+        self._accounts[UNMEASURED].total_uj += gained
+        deltas[UNMEASURED] = gained
+        power_now[UNMEASURED] = reconciler.power_w
+        return gained
 
 
 def _flag(reading: CounterReading, account: DeviceAccount) -> DeviceStatus:

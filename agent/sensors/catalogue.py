@@ -5,7 +5,7 @@ Adding a source is one new file (its reader, its settings class, its ``build``) 
 here; docs/architecture.md shows the recipe. A row with a ``period_s`` is polled: the reader
 runs on its own thread with a hard timeout (polled.py) and the sampler reads its last reading
 from memory, so a slow BMC never delays a sample. Its settings class derives from
-``PolledSettings`` (period, timeout, max_age).
+``PolledSettings`` (interval, timeout, max_age).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from carbonscope.sensors import model, nvml, rapl
+from carbonscope.sensors import hwmon, ipmi, model, nvml, rapl, redfish
 from carbonscope.sensors.base import (
     Component,
     Sensor,
@@ -51,6 +51,10 @@ class SourceSpec:
     build: Callable[[SourceContext, Any], Sensor]  # (context, its settings) -> a reader
     settings: type[SourceSettings] = SourceSettings  # its config section
     period_s: float | None = None  # default polling period; None: read inside every sample
+    auto: bool = True  # tried under sensors.enable = ["auto"]; False: only when listed
+    # Its platform devices meter the whole server (wall or PSU): node energy follows them and
+    # reconciliation exports what the components leave unmeasured (accounting/reconcile.py).
+    platform_meter: bool = False
 
 
 _CPU_LIKE = frozenset({Component.CPU, Component.DRAM})
@@ -73,6 +77,34 @@ SOURCES: tuple[SourceSpec, ...] = (
         DeadlineSettings,
     ),
     SourceSpec(
+        "hwmon",
+        SourceRole.MEASURES,
+        frozenset({Component.CPU, Component.GPU, Component.PLATFORM}),
+        lambda ctx, settings: hwmon.HwmonSensor(ctx.roots, settings, ctx.opener),
+        hwmon.HwmonSettings,
+        platform_meter=True,
+    ),
+    SourceSpec(
+        "ipmi",
+        SourceRole.MEASURES,
+        frozenset({Component.PLATFORM}),
+        lambda _ctx, settings: ipmi.IpmiSensor(settings),
+        ipmi.IpmiSettings,
+        period_s=10.0,
+        auto=False,  # a BMC is asked only when the operator says so
+        platform_meter=True,
+    ),
+    SourceSpec(
+        "redfish",
+        SourceRole.MEASURES,
+        frozenset({Component.PLATFORM}),
+        lambda _ctx, settings: redfish.RedfishSensor(settings),
+        redfish.RedfishSettings,
+        period_s=10.0,
+        auto=False,
+        platform_meter=True,
+    ),
+    SourceSpec(
         "model",
         SourceRole.MODELS,
         _CPU_LIKE,
@@ -81,10 +113,10 @@ SOURCES: tuple[SourceSpec, ...] = (
     ),
 )
 
-# Names `sensors.enable` accepts that no row has yet (the contract reserves them).
-PLANNED_SOURCES = ("hwmon", "ipmi", "redfish")
-# A platform meter (psys) already contains the CPU packages and DRAM.
+# psys (rapl's platform domain) already contains the CPU packages and DRAM. A platform meter
+# (platform_meter) contains everything: it is reconciled with the components, never summed.
 CONTAINED_IN = {Component.PLATFORM: _CPU_LIKE}
+CPU_LIKE = _CPU_LIKE
 
 
 def spec_of(name: str) -> SourceSpec:
@@ -96,6 +128,12 @@ def spec_of(name: str) -> SourceSpec:
 
 def source_names() -> tuple[str, ...]:
     return tuple(spec.name for spec in SOURCES)
+
+
+def platform_meter_sources() -> tuple[str, ...]:
+    """Sources whose platform devices meter the whole server, in order of preference: when
+    several are found, the first defines node energy and the others are shown beside it."""
+    return tuple(spec.name for spec in SOURCES if spec.platform_meter)
 
 
 def modelled_sources() -> frozenset[str]:

@@ -6,7 +6,10 @@ the interval it really covers (not the sampler's); the same reading seen again a
 reading older than ``max_age`` is never repeated: the source reports ``stale`` with the reason
 (the last error, if any) and the accounting restarts integration at the next fresh reading.
 A read that outlives ``timeout`` is abandoned: it counts as failed, and no second read starts
-while it hangs, so a wedged BMC costs one thread, never a sample.
+while it hangs, so a wedged BMC costs one thread, never a sample. A source that enforces the
+timeout itself (IPMI kills its command, Redfish times its requests out) is given ``grace_s``
+more, so that its own failure, with its reason, comes first; discovery, several requests to
+a BMC, is given ``DISCOVERY_READS`` timeouts.
 """
 
 from __future__ import annotations
@@ -36,16 +39,19 @@ from carbonscope.units import NS_PER_S
 
 log = logging.getLogger(__name__)
 
+READER_GRACE_S = 1.0  # past the source's own timeout, before the poller abandons its read
+DISCOVERY_READS = 4  # discovery may take this many timeouts (a login, then a walk)
+
 OptionalDuration = Annotated[
     float | None, BeforeValidator(lambda v: None if v in ("", None) else parse_duration(v))
 ]
 
 
 class PolledSettings(SourceSettings):
-    """The section of a polled source: ``period``, ``timeout``, ``max_age`` (durations)."""
+    """The section of a polled source: ``interval``, ``timeout``, ``max_age`` (durations)."""
 
-    period: Duration | None = None  # None: the catalogue's default period
-    timeout: Duration | None = None  # None: the period
+    interval: Duration | None = None  # None: the catalogue's default period
+    timeout: Duration | None = None  # None: the interval
     max_age: OptionalDuration = None  # None: three periods
 
 
@@ -65,12 +71,17 @@ class PolledSensor:
         timeout_s: float | None = None,
         max_age_s: float | None = None,
         clock_ns: Callable[[], int] = time.monotonic_ns,
+        grace_s: float = 0.0,
     ) -> None:
         self.name = inner.name
         self.inner = inner
         self.period_s = period_s
         self.timeout_s = timeout_s if timeout_s is not None else period_s
         self.max_age_s = max_age_s if max_age_s is not None else 3 * period_s
+        self._bound_s = self.timeout_s + grace_s
+        self._discovery_bound_s = (
+            DISCOVERY_READS * self.timeout_s + grace_s if grace_s else self.timeout_s
+        )
         self._clock_ns = clock_ns
         self._lock = threading.Lock()
         self._latest: _Latest | None = None
@@ -86,9 +97,10 @@ class PolledSensor:
         if isinstance(settings, PolledSettings):
             return cls(
                 inner,
-                settings.period or default_period_s,
+                settings.interval or default_period_s,
                 settings.timeout,
                 settings.max_age,
+                grace_s=READER_GRACE_S,
             )
         return cls(inner, default_period_s)
 
@@ -96,7 +108,7 @@ class PolledSensor:
 
     def discover(self) -> Discovery:
         try:
-            found = self._call(self.inner.discover, "discovery", self.timeout_s)
+            found = self._call(self.inner.discover, "discovery", self._discovery_bound_s)
         except Exception as exc:  # noqa: BLE001 - a failing source is a status, never a crash
             reason = str(exc) if isinstance(exc, CallTimedOut) else f"{type(exc).__name__}: {exc}"
             return Discovery(statuses=(DeviceStatus(self.name, "all", SourceStatus.ERROR, reason),))
@@ -106,7 +118,7 @@ class PolledSensor:
     def poll_once(self) -> None:
         """One read of the wrapped source (the poll thread calls this every period)."""
         try:
-            result = self._call(self.inner.read, "read", self.timeout_s)
+            result = self._call(self.inner.read, "read", self._bound_s)
         except Exception as exc:  # noqa: BLE001 - a failing read is a status, never a crash
             message = str(exc) if isinstance(exc, CallTimedOut) else f"{type(exc).__name__}: {exc}"
             with self._lock:
@@ -140,7 +152,7 @@ class PolledSensor:
         self._poller.start()
 
     def stop(self) -> None:
-        self._poller.stop(self.timeout_s + 1.0)
+        self._poller.stop(self._bound_s + 1.0)
 
     # -- the sampler's side (memory only) ----------------------------------------------------
 

@@ -1,9 +1,13 @@
 """Which sources are used, from the catalogue and ``sensors.enable``.
 
-Rule: measured sources are tried first; a measured device is used only if it reads at start-up,
-whenever a model may stand in for it. The model then covers the components (cpu, dram) that
-nothing measures; psys (platform) covers both. With ``["auto"]`` every measured source is tried
-and the model is allowed; with an explicit list, exactly those.
+Rule: measured sources are tried first, in catalogue order; a measured device is used only if
+it reads at start-up, whenever a model may stand in for it. A CPU or DRAM device is taken from
+the first source that measures that component (hwmon's amd_energy sockets repeat RAPL's
+counters: never both). The model then covers the components (cpu, dram) that nothing
+measures; psys (platform) covers both. A platform meter (a wall or PSU meter: hwmon's ACPI
+power meter, IPMI, Redfish) covers no component: node energy follows it and reconciliation
+shows what the components leave unmeasured. With ``["auto"]`` every measured source whose
+row says ``auto`` is tried (not the BMCs) and the model is allowed; with a list, exactly those.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from carbonscope.sensors.base import Component, DeviceKey, Discovery, Sensor, So
 from carbonscope.sensors.base import SourceStatus as Status
 from carbonscope.sensors.catalogue import (
     CONTAINED_IN,
+    CPU_LIKE,
     SOURCES,
     SourceContext,
     SourceRole,
@@ -36,6 +41,35 @@ class SourcesConfig(Protocol):
     def enable(self) -> list[str]: ...
 
     def source_settings(self, name: str) -> SourceSettings: ...
+
+
+def _covered(
+    devices: frozenset[DeviceKey] | set[DeviceKey], meters: frozenset[str]
+) -> set[Component]:
+    """Components measured by these devices (psys covers CPU and DRAM; a meter nothing)."""
+    covered = {
+        key.component
+        for key in devices
+        if not (key.component is Component.PLATFORM and key.source in meters)
+    }
+    for outer, inner in CONTAINED_IN.items():
+        if outer in covered:
+            covered |= inner
+    return covered
+
+
+def _not_measured_twice(found: Discovery, earlier: set[Component], by: str) -> Discovery:
+    """Drop CPU and DRAM devices a source earlier in the catalogue already measures."""
+    twice = [key for key in found.devices if key.component in CPU_LIKE and key.component in earlier]
+    if not twice:
+        return found
+    reason = f"measured by {by}"
+    return replace(
+        found,
+        devices=tuple(key for key in found.devices if key not in twice),
+        details=(*found.details, f"{', '.join(k.device for k in twice)}: {reason}, not added"),
+        skipped=(*found.skipped, (reason, len(twice))),
+    )
 
 
 @dataclass(frozen=True)
@@ -94,9 +128,10 @@ def select_sensors(
     over all its components; their ``discovery`` then lists no used device.
     """
     auto = config.enable == [AUTO]
-    wanted: Sequence[str] = [s.name for s in SOURCES] if auto else config.enable
+    wanted: Sequence[str] = [s.name for s in SOURCES if s.auto] if auto else config.enable
     model_allowed = any(s.role is SourceRole.MODELS and s.name in wanted for s in SOURCES)
     replaceable = _replaceable(model_allowed)
+    meters = frozenset(s.name for s in SOURCES if s.platform_meter)
     selected: list[SelectedSensor] = []
     for spec in SOURCES:
         if spec.role is not SourceRole.MEASURES or not (spec.name in wanted or everything):
@@ -104,15 +139,18 @@ def select_sensors(
         sensor = _build(spec, config, context)
         found = sensor.discover()
         if spec.name in wanted:
-            used = _working(sensor, found, replaceable)
+            # no model stands in for a whole-server meter
+            own = replaceable - {Component.PLATFORM} if spec.platform_meter else replaceable
+            used = _working(sensor, found, own)
+            earlier = {k for item in selected for k in item.used}
+            if earlier:
+                by = ", ".join(sorted({k.source for k in earlier if k.component in CPU_LIKE}))
+                used = _not_measured_twice(used, _covered(earlier, meters), by or "psys")
         else:
             used = replace(found, devices=())
         selected.append(SelectedSensor(spec, sensor, used, found))
 
-    covered = {key.component for item in selected for key in item.discovery.devices}
-    for outer, inner in CONTAINED_IN.items():
-        if outer in covered:
-            covered |= inner
+    covered = _covered({key for item in selected for key in item.discovery.devices}, meters)
     for spec in SOURCES:
         if spec.role is not SourceRole.MODELS:
             continue

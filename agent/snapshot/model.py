@@ -91,3 +91,5 @@ class Snapshot:
     skipped: tuple[tuple[str, str, int], ...] = ()  # (source, reason, count) found, not counted
     # (component, relative half-width) of the model's estimates, for the modelled components
     model_uncertainty: tuple[tuple[Component, float], ...] = ()
+    # the platform meter node energy follows (reconciled with the components), if any
+    node_energy_meter: DeviceKey | None = None

@@ -75,8 +75,9 @@ class SnapshotCollector:
         yield events
         counted = GaugeMetricFamily(
             "carbonscope_node_energy_source_info",
-            "The devices node energy is the sum of (a platform meter and the GPUs, or the "
-            "packages, DRAM and GPUs): join on source and device to split node energy by "
+            "The devices node energy is the sum of (psys and the GPUs, or the packages, DRAM "
+            "and GPUs; with a wall or PSU meter, also the part they leave unmeasured, "
+            'source="reconciled"): join on source and device to split node energy by '
             "component without counting a joule twice.",
             labels=["source", "device"],
         )
@@ -84,6 +85,16 @@ class SnapshotCollector:
             if device.in_node_energy:
                 counted.add_metric([device.key.source, device.key.device], 1)
         yield counted
+        if snap.node_energy_meter is not None:
+            meter = snap.node_energy_meter
+            follows = GaugeMetricFamily(
+                "carbonscope_node_energy_meter_info",
+                "The platform meter (wall or PSU) node energy follows: the components plus "
+                "the unmeasured part equal its energy at each of its readings.",
+                labels=["source", "device"],
+            )
+            follows.add_metric([meter.source, meter.device], 1)
+            yield follows
 
     @staticmethod
     def _node(snap: Snapshot) -> Iterator[Metric]:
