@@ -147,6 +147,7 @@ def probe(
         for source, lines in result.details.items():
             for line in lines:
                 console.print(f"[dim]{source}:[/dim] {line}")
+        console.print(result.node_energy_text, markup=False)
         _print_grid(console, result)
     sys.exit(0 if result.any_working else EXIT_RUNTIME)
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from carbonscope.accounting.node import UNMEASURED, NodeEnergyPlan
 from carbonscope.carbon.feed import IntensityFeed
 from carbonscope.carbon.intensity import FeedStatus, IntensityValue
 from carbonscope.carbon.location import resolve_location
@@ -15,8 +16,19 @@ from carbonscope.carbon.providers.registry import build_intensity_provider
 from carbonscope.config.schema import Config
 from carbonscope.host import HostFacts, host_facts
 from carbonscope.sampling.monitor import CarbonSettings, Monitor
-from carbonscope.sensors.base import Discovery, GpuDetails, Sensor, SensorRoots, SourceStatus
-from carbonscope.sensors.catalogue import SourceContext, modelled_sources
+from carbonscope.sensors.base import (
+    DeviceKey,
+    Discovery,
+    GpuDetails,
+    Sensor,
+    SensorRoots,
+    SourceStatus,
+)
+from carbonscope.sensors.catalogue import (
+    SourceContext,
+    modelled_sources,
+    platform_meter_sources,
+)
 from carbonscope.sensors.polled import PolledSensor
 from carbonscope.sensors.selection import select_sensors
 
@@ -45,6 +57,20 @@ class ProbeResult:
     marginal: IntensityValue | None = None
     feed: FeedStatus | None = None  # the live provider after one fetch; None with "static"
     host: HostFacts | None = None
+    # what defines node energy under `run`: the platform meter it follows, and the devices summed
+    node_meter: DeviceKey | None = None
+    node_devices: tuple[DeviceKey, ...] = ()
+
+    @property
+    def node_energy_text(self) -> str:
+        summed = ", ".join(f"{k.source} {k.device}" for k in self.node_devices) or "nothing"
+        if self.node_meter is not None:
+            meter = f"{self.node_meter.source} {self.node_meter.device}"
+            return (
+                f"node energy follows the platform meter {meter}: {summed} "
+                "(the unmeasured part is what the meter shows beyond the components)"
+            )
+        return f"node energy is the sum of {summed}"
 
     @property
     def any_working(self) -> bool:
@@ -67,6 +93,10 @@ class ProbeResult:
                 "feed": _feed_json(self.feed),
             },
             "host": asdict(self.host) if self.host else None,
+            "node_energy": {
+                "meter": _key_json(self.node_meter),
+                "devices": [_key_json(key) for key in self.node_devices],
+            },
             "ok": self.any_working,
         }
 
@@ -79,6 +109,8 @@ def run_probe(
     # Every source, used or not, discovered once; failing devices are shown, not dropped.
     selection = select_sensors(config.sensors, SourceContext(roots), everything=True)
     used = {key for item in selection for key in item.used}
+    unused_reason = {key: item.why_unused(key) for item in selection for key in item.found.devices}
+    plan = NodeEnergyPlan.for_devices(used, platform_meter_sources())
     sensors: list[tuple[Sensor, Discovery]] = [(item.sensor, item.found) for item in selection]
     location = resolve_location(
         config.carbon.location,
@@ -96,6 +128,7 @@ def run_probe(
         interval_s=window_s,
         version="probe",
         modelled_sources=modelled_sources(),
+        meter_sources=(plan.meter.source,) if plan.meter is not None else (),
     )
     polled = [sensor for sensor, _found in sensors if isinstance(sensor, PolledSensor)]
     for sensor in polled:  # probe runs no poller threads: one bounded read each, twice
@@ -117,9 +150,10 @@ def run_probe(
                 component=device.key.component.value,
                 device=device.key.device,
                 status=status.status.value if status else SourceStatus.ERROR.value,
-                reason=status.reason if status else "no status reported",
+                reason=(status.reason if status else "no status reported")
+                or unused_reason.get(device.key, ""),
                 power_watts=device.power_w,
-                used=device.key in used,
+                used=device.key in used or (device.key == UNMEASURED and plan.meter is not None),
                 uncertainty_ratio=(
                     uncertainty.get(device.key.component) if device.key.source == "model" else None
                 ),
@@ -151,7 +185,17 @@ def run_probe(
         snapshot.marginal_intensity,
         snapshot.feed,
         host_facts(config.agent.procfs_root),
+        plan.meter,
+        tuple(
+            key
+            for key in sorted(used | ({UNMEASURED} if plan.meter else set()))
+            if plan.counts(key)
+        ),
     )
+
+
+def _key_json(key: DeviceKey | None) -> dict[str, str] | None:
+    return None if key is None else {"source": key.source, "device": key.device}
 
 
 def _feed_json(feed: FeedStatus | None) -> dict[str, Any] | None:

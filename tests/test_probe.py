@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.hwmon import FakeHwmon
+from tests.fakes.ipmitool import NO_BMC, FakeIpmitool
 from tests.fakes.nvml import NOT_SUPPORTED, FakeGpu, FakeNvml
-from tests.fakes.powercap import two_socket_server
+from tests.fakes.powercap import FakePowercap, two_socket_server
 from tests.fakes.procfs import make_procfs
 
 
@@ -142,3 +144,59 @@ def test_probe_lists_each_gpu_with_name_uuid_method_power_status(
     assert gpus["gpu1"]["energy_method"] == "integrated"
     rows = rows_by_device(report)
     assert rows[("nvml", "gpu", "gpu0")]["status"] == "ok"
+
+
+def test_probe_lists_every_platform_source_and_says_which_defines_node_energy(
+    tmp_path: Path,
+) -> None:
+    """RAPL plus an ACPI power meter (used), a BMC that is not there (ipmi, not enabled: asked
+    anyway, and why it is not used is said), Redfish without a URL, hwmon's per-socket chip
+    set aside for RAPL's counters."""
+    sysfs = tmp_path / "sys"
+    FakePowercap(sysfs).add_zone((0,), "package-0", energy_uj=1_000)
+    hwmon = FakeHwmon(sysfs)
+    hwmon.add_chip("power_meter", {"power1_average": 310_000_000}, legacy=True)
+    hwmon.add_chip("amd_energy", {"energy1_input": 5_000}, {"energy1": "Esocket0"})
+    ipmitool = FakeIpmitool(tmp_path)
+    ipmitool.fails(NO_BMC)
+    procfs = make_procfs(tmp_path / "proc")
+    env_path = ipmitool.path_env()
+    command = [sys.executable, "-m", "carbonscope", "probe"]
+    command += ["--sysfs-root", str(sysfs), "--procfs-root", str(procfs.root)]
+    result = subprocess.run(
+        [*command, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CARBONSCOPE_CONFIG": "", "PATH": env_path},
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    rows = rows_by_device(report)
+    meter = rows[("hwmon", "platform", "power_meter")]
+    assert (meter["status"], meter["used"]) == ("ok", True)
+    assert meter["power_watts"] == pytest.approx(310.0, rel=1e-6)
+    unmeasured = rows[("reconciled", "platform", "unmeasured")]
+    assert unmeasured["used"] is True
+    socket = rows[("hwmon", "cpu", "package-0")]
+    assert socket["used"] is False and socket["reason"] == "measured by rapl: not added twice"
+    ipmi = {r["source"]: r for r in report["sources"] if r["component"] == ""}
+    assert ipmi["ipmi"]["status"] == "not_present"
+    assert "no BMC device: Could not open device at /dev/ipmi0" in ipmi["ipmi"]["reason"]
+    assert ipmi["redfish"]["reason"] == "no [sensors.redfish] url configured"
+    assert report["node_energy"] == {
+        "meter": {"source": "hwmon", "device": "power_meter"},
+        "devices": [
+            {"source": "rapl", "device": "package-0"},
+            {"source": "model", "device": "host"},  # DRAM: no RAPL zone for it here
+            {"source": "reconciled", "device": "unmeasured"},
+        ],
+    }
+    table = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CARBONSCOPE_CONFIG": "", "PATH": env_path, "COLUMNS": "200"},
+    )
+    assert "node energy follows the platform meter hwmon power_meter" in table.stdout

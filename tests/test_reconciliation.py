@@ -10,6 +10,7 @@ giving it exactly 80 % of the unmeasured part.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,11 @@ from carbonscope.sensors.nvml import NvmlSensor
 from carbonscope.sensors.polled import PolledSensor
 from carbonscope.snapshot import Snapshot
 from tests.conftest import MonitorFactory, assert_promtool_clean
+from tests.daemon import Daemon
 from tests.fakes.clock import ManualClock
 from tests.fakes.ipmitool import FakeIpmitool
 from tests.fakes.nvml import FakeGpu, FakeNvml
+from tests.fakes.powercap import FakePowercap
 from tests.test_job_registry import USER, World, buckets
 
 DCMI = DeviceKey(Component.PLATFORM, "dcmi", "ipmi")
@@ -180,3 +183,50 @@ def test_a_missed_meter_reading_starts_a_new_comparison() -> None:
     reconciler.meter_reading(base + 6_000_000_000, 6_000_000_000, 60_000_000_000, 70_000_000_000)
     assert reconciler.unmeasured_uj == 100_000_000 * 30
     assert reconciler.status().status is SourceStatus.OK
+
+
+@pytest.mark.e2e
+def test_the_daemon_polls_dcmi_and_exports_the_reconciled_node(
+    tmp_path: Path, ipmitool: FakeIpmitool
+) -> None:
+    """`carbonscope run` with rapl and ipmi (a fake ipmitool, polled every 300 ms): the meter's
+    series, the unmeasured rest and which meter node energy follows, on /metrics; node energy
+    is the components plus the unmeasured part, each joule once."""
+    sysfs = tmp_path / "sys"
+    package = FakePowercap(sysfs).add_zone((0,), "package-0")
+    ipmitool.reads(450)
+    config = tmp_path / "carbonscope.toml"
+    config.write_text(
+        '[agent]\ninterval = "100ms"\n[sensors]\nenable = ["rapl", "ipmi"]\n'
+        f'[sensors.ipmi]\ncommand = "{ipmitool.path}"\ninterval = "300ms"\ntimeout = "2s"\n'
+    )
+    daemon = Daemon(["--config", str(config), "--sysfs-root", str(sysfs)], workdir=tmp_path)
+    key = "carbonscope_energy_joules_total"
+    unmeasured = (
+        key,
+        (("component", "platform"), ("device", "unmeasured"), ("source", "reconciled")),
+    )
+    dcmi = (key, (("component", "platform"), ("device", "dcmi"), ("source", "ipmi")))
+    rapl = (key, (("component", "cpu"), ("device", "package-0"), ("source", "rapl")))
+    try:
+        daemon.wait_ready()
+        for _ in range(20):  # 10 J every 100 ms: about 100 W of the meter's 450 W
+            package.advance(10_000_000)
+            time.sleep(0.1)
+        samples = daemon.wait_for(lambda s: s.get(unmeasured, 0) > 100)
+        meter_info = (
+            "carbonscope_node_energy_meter_info",
+            (("device", "dcmi"), ("source", "ipmi")),
+        )
+        assert samples[meter_info] == 1.0
+        assert samples[dcmi] > 0
+        node = samples[("carbonscope_node_energy_joules_total", ())]
+        assert node == pytest.approx(samples[rapl] + samples[unmeasured], abs=1e-6)
+        assert ipmitool.calls >= 3
+        text = daemon.get()
+        assert (
+            'carbonscope_source_status{device="unmeasured",source="reconciled",status="ok"} 1'
+            in text
+        )
+    finally:
+        daemon.stop()

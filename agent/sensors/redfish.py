@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,6 +221,8 @@ class RedfishClient:
 
 def system_cas() -> bool | str:
     """The system's CA bundle (OpenSSL's default file), not the one requests ships."""
+    import ssl  # noqa: PLC0415 - only with Redfish configured: a plain daemon loads no TLS
+
     paths = ssl.get_default_verify_paths()
     for candidate in (paths.cafile, paths.openssl_cafile):
         if candidate and Path(candidate).is_file():

@@ -78,10 +78,27 @@ class SelectedSensor:
     sensor: Sensor
     discovery: Discovery  # devices: those the accounting will use
     found: Discovery  # everything the source found, used or not (probe shows it all)
+    wanted: bool = True  # named by sensors.enable (or tried by auto)
 
     @property
     def used(self) -> frozenset[DeviceKey]:
         return frozenset(self.discovery.devices)
+
+    def why_unused(self, key: DeviceKey) -> str:
+        """Why a device this source found is not accounted ("" when it is)."""
+        if key in self.used:
+            return ""
+        if not self.wanted:
+            hint = "; auto never asks a BMC" if not self.spec.auto else ""
+            return f"not in sensors.enable{hint}"
+        measured_by = [
+            reason for reason, _n in self.discovery.skipped if reason.startswith("measured by")
+        ]
+        if measured_by and key.component in CPU_LIKE:
+            return f"{measured_by[0]}: not added twice"
+        if self.spec.role is SourceRole.MODELS:
+            return "not needed: measured"
+        return "did not read at start-up: the model stands in"
 
 
 def _replaceable(model_allowed: bool) -> frozenset[Component]:
@@ -148,7 +165,7 @@ def select_sensors(
                 used = _not_measured_twice(used, _covered(earlier, meters), by or "psys")
         else:
             used = replace(found, devices=())
-        selected.append(SelectedSensor(spec, sensor, used, found))
+        selected.append(SelectedSensor(spec, sensor, used, found, spec.name in wanted))
 
     covered = _covered({key for item in selected for key in item.discovery.devices}, meters)
     for spec in SOURCES:
@@ -164,5 +181,9 @@ def select_sensors(
         sensor = _build(spec, config, replace(context, uncovered=scope))
         found = sensor.discover()
         devices = tuple(k for k in found.devices if use and k.component in missing)
-        selected.append(SelectedSensor(spec, sensor, replace(found, devices=devices), found))
+        selected.append(
+            SelectedSensor(
+                spec, sensor, replace(found, devices=devices), found, spec.name in wanted
+            )
+        )
     return selected
