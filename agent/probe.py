@@ -138,6 +138,8 @@ def run_probe(
     for sensor in polled:
         sensor.poll_once()
     snapshot = monitor.sample()
+    for sensor in polled:  # a BMC session is ended, not left to time out
+        sensor.stop()
 
     statuses = {(s.source, s.device): s for s in snapshot.statuses}
     rows: list[ProbeRow] = []

@@ -118,6 +118,18 @@ def test_a_dcmi_meter_defines_node_energy_and_a_job_carries_its_share_of_the_res
     assert 'carbonscope_node_energy_source_info{device="dcmi",source="ipmi"}' not in exposition
     assert_promtool_clean(exposition.encode())
 
+    # The meter goes silent (stale after 30 s): node power is the components' alone, and the
+    # unmeasured part neither grows nor is invented for the gap.
+    for _ in range(40):
+        fake_nvml.gpus[0].energy_mj += 300_000
+        fake_nvml.write()
+        world.run(10, 200)
+        snap = world.second(400, 0, 150_000_000, 50_000_000)
+    (meter_status,) = [s for s in snap.statuses if s.source == "ipmi"]
+    assert meter_status.status is SourceStatus.STALE
+    assert snap.node_power_w == 500.0
+    assert device(snap, UNMEASURED) == 120_000_000 * 50
+
 
 def run(
     reconciler: Reconciler, seconds: int, components_w: int, meter: list[tuple[int, int]]

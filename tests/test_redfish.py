@@ -23,6 +23,7 @@ from carbonscope.sensors.base import (
     SensorRead,
     SourceStatus,
 )
+from carbonscope.sensors.polled import PolledSensor
 from carbonscope.sensors.redfish import RedfishSensor, RedfishSettings
 from tests.conftest import MonitorFactory
 from tests.fakes.clock import ManualClock
@@ -161,3 +162,15 @@ def test_secrets_never_reach_a_log_a_status_or_the_exposition(
         assert secret not in caplog.text
         assert secret not in exposition
         assert secret not in statuses
+
+
+def test_the_session_is_ended_when_the_source_stops(bmc: FakeBmc) -> None:
+    """A BMC keeps a handful of sessions: a restarted agent must not leave its old one."""
+    polled = PolledSensor.from_settings(RedfishSensor(settings_for(bmc)), settings_for(bmc), 10.0)
+    assert polled.discover().devices == (KEY,)
+    polled.poll_once()
+    assert len(bmc.tokens) == 1
+    polled.stop()
+    assert not bmc.tokens
+    method, path, _headers = bmc.requests[-1]
+    assert (method, path) == ("DELETE", "/redfish/v1/SessionService/Sessions/1")

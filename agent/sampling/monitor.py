@@ -242,7 +242,8 @@ class Monitor:
         reconciled: tuple[DeviceStatus, ...] = ()
         if self._reconciler is not None:
             node_delta_uj += self._reconcile(node_delta_uj, meter_read, now_ns, deltas, power_now)
-            unmeasured_power_w = self._reconciler.power_w or 0.0
+            if power_now.get(self._reconciler.meter) is not None:  # only while the meter reads
+                unmeasured_power_w = self._reconciler.power_w or 0.0
             reconciled = (self._reconciler.status(),)
         self._power = power_now
 

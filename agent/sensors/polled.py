@@ -152,7 +152,14 @@ class PolledSensor:
         self._poller.start()
 
     def stop(self) -> None:
+        """Stop polling, then let the source release what it holds (a BMC session)."""
         self._poller.stop(self._bound_s + 1.0)
+        close = getattr(self.inner, "close", None)
+        if callable(close):
+            try:
+                self._call(close, "close", self._bound_s)
+            except Exception as exc:  # noqa: BLE001 - shutting down: log, never raise
+                log.info("polled source %s: closing failed: %s", self.name, exc)
 
     # -- the sampler's side (memory only) ----------------------------------------------------
 

@@ -111,6 +111,7 @@ def _link(document: Mapping[str, Any], name: str) -> str | None:
 class Answer:
     status_code: int
     token: str | None  # X-Auth-Token, on a login's answer
+    location: str | None  # the session's own URL, on a login's answer
     body: bytes
 
 
@@ -133,6 +134,7 @@ class RedfishClient:
             self._verify = False
         self._timeout_s = settings.timeout or 5.0
         self._token: str | None = None
+        self._session_path: str | None = None  # to log out: BMCs allow a handful of sessions
         self._basic = False
 
     def _password(self) -> str:
@@ -166,7 +168,10 @@ class RedfishClient:
                     body += chunk
                     if len(body) > MAX_BODY_BYTES:
                         raise RedfishError(SourceStatus.ERROR, f"{path}: answer over 1 MiB")
-                return Answer(response.status_code, response.headers.get("X-Auth-Token"), body)
+                headers = response.headers
+                return Answer(
+                    response.status_code, headers.get("X-Auth-Token"), headers.get("Location"), body
+                )
         except self._requests.exceptions.SSLError as exc:
             raise RedfishError(
                 SourceStatus.ERROR, f"TLS error talking to {url}: {_short(exc)}"
@@ -199,6 +204,23 @@ class RedfishClient:
             raise RedfishError(SourceStatus.ERROR, f"login answered HTTP {response.status_code}")
         self._token = token
         self._session.headers["X-Auth-Token"] = token
+        location = response.location or ""
+        if location.startswith(self._settings.url):
+            location = location[len(self._settings.url) :]
+        self._session_path = location if location.startswith("/redfish/") else None
+
+    def logout(self) -> None:
+        """End the session (at shutdown): a BMC keeps a handful, and a restarted agent's old
+        one would hold a slot until it times out. Failures are only logged."""
+        path, self._session_path = self._session_path, None
+        if self._token is None or path is None:
+            return
+        try:
+            self._send("DELETE", path)
+        except RedfishError as error:
+            log.info("redfish: logging out failed: %s", error)
+        self._token = None
+        self._session.headers.pop("X-Auth-Token", None)
 
     def get(self, path: str) -> Any:
         if self._token is None and not self._basic:
@@ -297,6 +319,10 @@ class RedfishSensor:
         self._client = client
         self._meter: Meter | None = None
         self._key: DeviceKey | None = None
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.logout()
 
     def _status(self, error: RedfishError, device: str = "all") -> DeviceStatus:
         return DeviceStatus(SOURCE, device, error.status, str(error))

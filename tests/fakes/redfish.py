@@ -172,6 +172,17 @@ class FakeBmc:
                     {"X-Auth-Token": token, "Location": location},
                 )
 
+            def do_DELETE(self) -> None:
+                self._record()
+                token = self.headers.get("X-Auth-Token")
+                if not self.path.startswith("/redfish/v1/SessionService/Sessions/") or (
+                    token not in bmc.tokens
+                ):
+                    self._answer(401, {"error": {"message": "no valid session"}})
+                    return
+                bmc.tokens.discard(token)
+                self._answer(200, {})
+
             def do_GET(self) -> None:
                 self._record()
                 if self.headers.get("X-Auth-Token") not in bmc.tokens:
