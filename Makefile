@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 DEV_PKG := build/dev/carbonscope
 
-.PHONY: run test faults lint bench soak test-tools dev-tree dashboards dashboard-pictures clean
+.PHONY: run test faults lint bench soak test-tools dev-tree dashboards dashboard-pictures clean install uninstall
 
 ## dev-tree: the `carbonscope` package as the editable install sees it: agent/'s entries and
 ## exporters/ as symlinks (pyproject.toml maps them the same way into the wheel)
@@ -20,6 +20,10 @@ dev-tree:
 		ln -sfn "$(CURDIR)/$$entry" "$(DEV_PKG)/$${entry##*/}"; \
 	done
 	@ln -sfn "$(CURDIR)/exporters" "$(DEV_PKG)/exporters"
+	@mkdir -p $(DEV_PKG)/shipped/systemd $(DEV_PKG)/shipped/config
+	@ln -sfn "$(CURDIR)/deploy/systemd/carbonscope.service" $(DEV_PKG)/shipped/systemd/carbonscope.service
+	@ln -sfn "$(CURDIR)/deploy/config/carbonscope.toml" $(DEV_PKG)/shipped/config/carbonscope.toml
+	@ln -sfn "$(CURDIR)/README.md" $(DEV_PKG)/shipped/README.md
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +68,17 @@ dashboard-pictures: $(STAMP) dev-tree test-tools
 	rm -rf build/dashboard-data
 	CARBONSCOPE_DASHBOARD_DATA=$(CURDIR)/build/dashboard-data $(BIN)/python -m pytest -q tests/test_grafana_live.py
 	$(BIN)/python grafana/pictures.py build/dashboard-data docs/images/dashboards
+
+## install: (sudo) the agent as a systemd service: a virtualenv in /opt/carbonscope, the unit,
+## a commented /etc/carbonscope/carbonscope.toml; enabled and started (DESTDIR=D stages only)
+install: $(STAMP) dev-tree
+	rm -rf build/dist
+	$(BIN)/python -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation -w build/dist .
+	$(BIN)/carbonscope install-service --package "$$(ls build/dist/carbonscope-*.whl)" $(if $(DESTDIR),--destdir "$(DESTDIR)")
+
+## uninstall: (sudo) stop and remove the service; PURGE=1 also removes the config and the ledger
+uninstall: $(STAMP) dev-tree
+	$(BIN)/carbonscope uninstall-service $(if $(PURGE),--purge) $(if $(DESTDIR),--destdir "$(DESTDIR)")
 
 ## lint: ruff and mypy, as before every commit
 lint: $(STAMP) dev-tree

@@ -14,6 +14,7 @@ import click
 from carbonscope.config import load_config
 from carbonscope.durations import parse_duration
 from carbonscope.errors import CarbonscopeError, ConfigError
+from carbonscope.service_commands import install_service, uninstall_service
 from carbonscope.version import __version__
 
 if TYPE_CHECKING:
@@ -367,6 +368,10 @@ def jobs_show(job_id: str, as_json: bool, socket_path: Path | None, state_dir: P
 
     for key, value in record_fields(record):
         click.echo(f"  {key:<10} {value}")
+
+
+cli.add_command(install_service)
+cli.add_command(uninstall_service)
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ def installed_unit(tmp_path: Path) -> Path:
     executable = shutil.which("carbonscope", path=str(Path(sys.executable).parent))
     assert executable is not None
     unit = tmp_path / "carbonscope.service"
-    unit.write_text(UNIT.read_text().replace("/usr/local/bin/carbonscope", executable))
+    unit.write_text(UNIT.read_text().replace("/opt/carbonscope/bin/carbonscope", executable))
     return unit
 
 
@@ -53,7 +53,7 @@ def test_unit_is_a_notify_service_with_a_watchdog() -> None:
     text = UNIT.read_text()
     assert "Type=notify" in text
     assert "WatchdogSec=" in text
-    assert "ExecStart=/usr/local/bin/carbonscope run" in text
+    assert "ExecStart=/opt/carbonscope/bin/carbonscope run" in text
 
 
 def test_unit_sets_the_fd_limit_above_the_connection_caps() -> None:

@@ -40,8 +40,8 @@ LAYERS: list[set[str]] = [
     {"sampling", "jobs"},
     {"ledger"},
     {"exporters"},
-    {"daemon", "probe"},
-    {"terminal"},
+    {"daemon", "probe", "installer"},
+    {"terminal", "service_commands"},
     {"cli", "__init__"},
     {"__main__"},
 ]

@@ -157,7 +157,9 @@ def _uk_postcode(value: str) -> str:
 class UkSection(_Section):
     url: HttpUrl = "https://api.carbonintensity.org.uk"
     postcode: Annotated[str, AfterValidator(_uk_postcode)] = ""
-    region_id: Annotated[int | None, BeforeValidator(_empty_as_none), Field(ge=1, le=17)] = None
+    region_id: Annotated[
+        Annotated[int, Field(ge=1, le=17)] | None, BeforeValidator(_empty_as_none)
+    ] = None
 
     @model_validator(mode="after")
     def _one_region(self) -> UkSection:
@@ -183,7 +185,10 @@ class CarbonSection(_Section):
     cloud_metadata_url: str = ""  # "" = the detected cloud's own (http://169.254.169.254)
     provider: Literal["static", "electricitymaps", "watttime", "uk", "file"] = "static"
     pue: Annotated[float, Field(ge=1.0, le=5.0)] = 1.0
-    market_factor: Annotated[float | None, BeforeValidator(_empty_as_none), Field(ge=0)] = None
+    # "" (the documented default) is None; the bound applies to a number only
+    market_factor: Annotated[
+        Annotated[float, Field(ge=0)] | None, BeforeValidator(_empty_as_none)
+    ] = None
     refresh: Annotated[Duration, _duration_between("1s")] = 900.0
     max_age: Annotated[Duration, _duration_between("1s")] = 7200.0
     timeout: Annotated[Duration, _duration_between("100ms", "2m")] = 10.0

@@ -48,6 +48,7 @@ class IpmiSettings(PolledSettings):
     """``[sensors.ipmi]``: the command (split like a shell line), ``interval``, ``timeout``."""
 
     command: Annotated[str, Field(min_length=1)] = "ipmitool"
+    interval: Duration | None = 10.0
     timeout: Duration | None = 5.0
 
 

@@ -59,7 +59,10 @@ def _empty_as_none(value: object) -> object:
 class ModelSettings(SourceSettings):
     """``[sensors.model]``: the power model used where nothing measures."""
 
-    cpu_tdp_watts: Annotated[float | None, BeforeValidator(_empty_as_none), Field(gt=0)] = None
+    # "" (the documented default) is None: the constraint applies to a number only
+    cpu_tdp_watts: Annotated[
+        Annotated[float, Field(gt=0)] | None, BeforeValidator(_empty_as_none)
+    ] = None
     cpu_watts_per_thread: Annotated[float, Field(gt=0)] = 4.0
     dram_watts_per_gb: Annotated[float, Field(ge=0)] = 0.375
 

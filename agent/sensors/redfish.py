@@ -69,6 +69,7 @@ class RedfishSettings(PolledSettings):
     password_file: Annotated[Path | None, BeforeValidator(_path_or_none)] = None
     ca_file: Annotated[Path | None, BeforeValidator(_path_or_none)] = None
     verify_tls: bool = True
+    interval: Duration | None = 10.0
     timeout: Duration | None = 5.0
 
 
