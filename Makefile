@@ -35,7 +35,7 @@ run: $(STAMP) dev-tree
 	$(BIN)/carbonscope run $(ARGS)
 
 ## test-tools: system tools the suite drives for real (Debian packages, installed when root)
-TEST_TOOLS := promtool:prometheus prometheus:prometheus systemd-analyze:systemd gcc:gcc faketime:faketime unshare:util-linux nsenter:util-linux
+TEST_TOOLS := promtool:prometheus prometheus:prometheus systemd-analyze:systemd gcc:gcc faketime:faketime unshare:util-linux nsenter:util-linux setpriv:util-linux
 test-tools:
 	@missing=""; for pair in $(TEST_TOOLS); do \
 		command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \

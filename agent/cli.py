@@ -59,6 +59,9 @@ def cli() -> None:
 @click.option("--sysfs-root", type=_path, help="Where sysfs is mounted (tests, containers).")
 @click.option("--procfs-root", type=_path, help="Where procfs is mounted.")
 @click.option("--state-dir", type=_path, help="Directory for persistent state.")
+@click.option(
+    "--web-config-file", type=_path, help="TLS and basic auth for /metrics (exporter-toolkit)."
+)
 def run(
     config_path: Path | None,
     listen: str | None,
@@ -66,6 +69,7 @@ def run(
     sysfs_root: Path | None,
     procfs_root: Path | None,
     state_dir: Path | None,
+    web_config_file: Path | None,
 ) -> None:
     """Run the agent in the foreground (systemd Type=notify aware)."""
     from carbonscope.daemon.runner import run_daemon
@@ -78,6 +82,7 @@ def run(
             "agent.sysfs_root": sysfs_root,
             "agent.procfs_root": procfs_root,
             "agent.state_dir": state_dir,
+            "agent.web_config_file": web_config_file,
         },
     )
     _setup_logging(loaded.config.agent.log_level)

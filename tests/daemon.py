@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -51,11 +52,13 @@ class Daemon:
         socket_path: Path | None = None,
         python: str = sys.executable,
         wrapper: tuple[str, ...] = (),
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         """``wrapper``: an argv prefix the daemon runs under (tests/tmpfs.py's namespace); it
         must exec the daemon, so that ``process.pid`` is the daemon's."""
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls  # the client's context, when /metrics serves TLS (agent.web_config_file)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.state_dir = state_dir or workdir / "state"
         self.socket = socket_path or short_socket_path()
         self._log_path = workdir / f"daemon-{self.port}.log"
@@ -82,7 +85,7 @@ class Daemon:
         return self._log_path.read_text()
 
     def get(self, path: str = "/metrics") -> str:
-        with urllib.request.urlopen(self.url + path, timeout=5) as response:
+        with urllib.request.urlopen(self.url + path, timeout=5, context=self.tls) as response:
             return str(response.read().decode())
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:

@@ -55,6 +55,12 @@ class PrometheusServer:
             result: list[Any] = json.load(response)["data"]["result"]
         return result
 
+    def targets(self) -> list[dict[str, Any]]:
+        """The active scrape targets with their health and last error."""
+        with urllib.request.urlopen(f"{self.base}/api/v1/targets", timeout=10) as response:
+            active: list[dict[str, Any]] = json.load(response)["data"]["activeTargets"]
+        return active
+
     def stop(self) -> None:
         self._process.terminate()
         self._process.wait(timeout=15)

@@ -81,6 +81,8 @@ class AgentSection(_Section):
     # request from accept to the last byte (docs/deploy.md: LimitNOFILE stays well above).
     max_connections: Annotated[int, Field(ge=1, le=4096)] = 64
     request_timeout: Annotated[Duration, _duration_between("100ms", "5m")] = 10.0
+    # TLS and basic auth for /metrics: a web config file in exporter-toolkit's format
+    web_config_file: Annotated[Path | None, BeforeValidator(_empty_as_none)] = None
 
 
 def _source_name(name: str) -> str:

@@ -6,13 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from carbonscope.config.schema import Config, parse_listen
 from carbonscope.daemon.limits import ConnectionLimits
 from carbonscope.daemon.services import ServerService, Service
-from carbonscope.errors import CarbonscopeError
+from carbonscope.errors import CarbonscopeError, ConfigError
 from carbonscope.exporters.prometheus import MetricsServer
 from carbonscope.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from carbonscope.exporters.prometheus.web_config import WebConfig
 
 
 @dataclass(frozen=True)
@@ -32,17 +37,35 @@ def connection_limits(config: Config) -> ConnectionLimits:
     return ConnectionLimits(config.agent.max_connections, config.agent.request_timeout)
 
 
-def _listen(listen: str, interval_s: float) -> MetricsServer:
+def web_config(path: Path | None) -> WebConfig | None:
+    """TLS and basic auth for /metrics (agent.web_config_file); a bad file is a config error."""
+    if path is None:
+        return None
+    from carbonscope.exporters.prometheus.web_config import (  # noqa: PLC0415 - yaml, bcrypt
+        WebConfigError,
+        load_web_config,
+    )
+
     try:
-        return MetricsServer(*parse_listen(listen), interval_s=interval_s)
+        return load_web_config(path)
+    except WebConfigError as exc:
+        raise ConfigError(
+            [f"agent.web_config_file: {problem}" for problem in exc.problems]
+        ) from None
+
+
+def _listen(listen: str, interval_s: float, web: WebConfig | None) -> MetricsServer:
+    try:
+        return MetricsServer(*parse_listen(listen), interval_s=interval_s, web=web)
     except OSError as exc:
         raise CarbonscopeError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
 
 
 def _prometheus(config: Config) -> ExporterParts:
+    web = web_config(config.agent.web_config_file)
     service = ServerService(
         "prometheus exporter",
-        lambda: _listen(config.agent.listen, config.agent.interval),
+        lambda: _listen(config.agent.listen, config.agent.interval, web),
         connection_limits(config),
     )
 

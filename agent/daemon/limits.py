@@ -158,6 +158,8 @@ class ConnectionGate:
             if not poller.poll(0):
                 return True
             pending = request.recv(1, socket.MSG_PEEK)  # readable: answers at once
+        except ValueError:  # a TLS socket cannot peek: readable means a record is waiting
+            return False
         except OSError:
             return True  # broken: as good as idle
         return not pending  # b"": the peer closed it

@@ -170,7 +170,7 @@ def run_daemon(loaded: LoadedConfig, env: Mapping[str, str] | None = None) -> in
     interval = config.agent.interval
     notifier.notify(
         "READY=1",
-        f"STATUS=sampling every {interval:g}s, serving http://{config.agent.listen}/metrics",
+        f"STATUS=sampling every {interval:g}s, serving /metrics on {config.agent.listen}",
     )
     log.info("carbonscope ready: sampling every %gs, /metrics on %s", interval, config.agent.listen)
     stop.wait()

@@ -12,13 +12,15 @@ import gzip
 import logging
 import socket
 import socketserver
+import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from carbonscope.exporters.prometheus.collector import render
 from carbonscope.exporters.prometheus.text import CONTENT_TYPE
+from carbonscope.exporters.prometheus.web_config import BasicAuth, WebConfig
 from carbonscope.http_server import HttpHandler
 from carbonscope.snapshot import Snapshot
 
@@ -111,12 +113,34 @@ class _RenderedMetrics:
             return self._gzipped
 
 
+OPEN_PATHS = ("/healthz", "/readyz")  # probes need no credentials: they tell only ok or stale
+UNAUTHORIZED = {"WWW-Authenticate": 'Basic realm="carbonscope"'}
+
+
 class _Handler(HttpHandler):
     metrics: ClassVar[_RenderedMetrics]
     health: ClassVar[SampleHealth]
+    auth: ClassVar[BasicAuth | None] = None
+
+    def setup(self) -> None:
+        """A TLS connection's handshake runs here, on the connection's own thread, within the
+        socket timeout (never on the accept thread): a client that stalls it costs only its
+        connection, which the connection gate's deadline cuts."""
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(self.timeout)
+            self.request.do_handshake()
+        super().setup()
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
+        auth = self.auth
+        if (
+            auth is not None
+            and path not in OPEN_PATHS
+            and not auth.allows(self.headers.get("Authorization"))
+        ):
+            self.send(401, b"unauthorized\n", "text/plain; charset=utf-8", UNAUTHORIZED)
+            return
         if path == "/metrics":
             gzipped = "gzip" in (self.headers.get("Accept-Encoding") or "")
             body = self.metrics.body(gzipped)
@@ -149,14 +173,35 @@ class MetricsServer(socketserver.ThreadingTCPServer):
         port: int,
         interval_s: float = 1.0,
         monotonic_s: Callable[[], float] = time.monotonic,
+        web: WebConfig | None = None,
     ) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._metrics = _RenderedMetrics()
         self.health = SampleHealth(interval_s, monotonic_s)
+        self._tls = web.tls if web is not None else None
         handler = type(
-            "MetricsHandler", (_Handler,), {"metrics": self._metrics, "health": self.health}
+            "MetricsHandler",
+            (_Handler,),
+            {
+                "metrics": self._metrics,
+                "health": self.health,
+                "auth": web.auth if web is not None else None,
+            },
         )
         super().__init__((host, port), handler)
+
+    def get_request(self) -> tuple[Any, Any]:
+        """With TLS, the accepted socket is wrapped without a handshake (the handler does it)."""
+        connection, address = super().get_request()
+        if self._tls is not None:
+            connection = self._tls.wrap_socket(
+                connection, server_side=True, do_handshake_on_connect=False
+            )
+        return connection, address
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self._tls is not None else "http"
 
     @property
     def address(self) -> tuple[str, int]:
