@@ -89,3 +89,15 @@ def test_the_fleet_queries_in_the_docs_parse(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"groups": [{"name": "reports", "rules": rules}]}))
     checked = promtool("check", "rules", str(path))
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_promql_of_docs_deploy_parses(tmp_path: Path) -> None:
+    """docs/deploy.md's PromQL blocks (the pod-name join), each block one expression."""
+    text = (REPO / "docs" / "deploy.md").read_text()
+    exprs = [block.strip() for block in re.findall(r"```promql\n(.*?)```", text, flags=re.S)]
+    assert exprs
+    rules = [{"record": f"docs:deploy:{i}", "expr": expr} for i, expr in enumerate(exprs)]
+    path = tmp_path / "deploy.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "deploy", "rules": rules}]}))
+    checked = promtool("check", "rules", str(path))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
