@@ -12,17 +12,18 @@ import gzip
 import logging
 import socket
 import socketserver
-import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from carbonscope.exporters.prometheus.collector import render
 from carbonscope.exporters.prometheus.text import CONTENT_TYPE
-from carbonscope.exporters.prometheus.web_config import BasicAuth, WebConfig
 from carbonscope.http_server import HttpHandler
 from carbonscope.snapshot import Snapshot
+
+if TYPE_CHECKING:  # ssl, yaml and bcrypt load only with a web config (daemon/exporters.py)
+    from carbonscope.exporters.prometheus.web_config import BasicAuth, WebConfig
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +122,13 @@ class _Handler(HttpHandler):
     metrics: ClassVar[_RenderedMetrics]
     health: ClassVar[SampleHealth]
     auth: ClassVar[BasicAuth | None] = None
+    tls: ClassVar[bool] = False
 
     def setup(self) -> None:
         """A TLS connection's handshake runs here, on the connection's own thread, within the
         socket timeout (never on the accept thread): a client that stalls it costs only its
         connection, which the connection gate's deadline cuts."""
-        if isinstance(self.request, ssl.SSLSocket):
+        if self.tls:
             self.request.settimeout(self.timeout)
             self.request.do_handshake()
         super().setup()
@@ -186,6 +188,7 @@ class MetricsServer(socketserver.ThreadingTCPServer):
                 "metrics": self._metrics,
                 "health": self.health,
                 "auth": web.auth if web is not None else None,
+                "tls": self._tls is not None,
             },
         )
         super().__init__((host, port), handler)
