@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 DEV_PKG := build/dev/carbonscope
 
-.PHONY: run test faults lint bench soak test-tools dev-tree dashboards dashboard-pictures clean install uninstall
+.PHONY: run test faults lint bench soak test-tools dev-tree dashboards dashboard-pictures report-picture clean install uninstall
 
 ## dev-tree: the `carbonscope` package as the editable install sees it: agent/'s entries and
 ## exporters/ as symlinks (pyproject.toml maps them the same way into the wheel)
@@ -35,7 +35,7 @@ run: $(STAMP) dev-tree
 	$(BIN)/carbonscope run $(ARGS)
 
 ## test-tools: system tools the suite drives for real (Debian packages, installed when root)
-TEST_TOOLS := promtool:prometheus prometheus:prometheus systemd-analyze:systemd gcc:gcc faketime:faketime unshare:util-linux nsenter:util-linux setpriv:util-linux
+TEST_TOOLS := promtool:prometheus prometheus:prometheus systemd-analyze:systemd gcc:gcc faketime:faketime unshare:util-linux nsenter:util-linux setpriv:util-linux chromium:chromium
 test-tools:
 	@missing=""; for pair in $(TEST_TOOLS); do \
 		command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
@@ -79,6 +79,11 @@ install: $(STAMP) dev-tree
 ## uninstall: (sudo) stop and remove the service; PURGE=1 also removes the config and the ledger
 uninstall: $(STAMP) dev-tree
 	$(BIN)/carbonscope uninstall-service $(if $(PURGE),--purge) $(if $(DESTDIR),--destdir "$(DESTDIR)")
+
+## report-picture: docs/images/report-sample.png, the HTML report of the report test's ledger
+## as headless Chromium draws it
+report-picture: $(STAMP) dev-tree test-tools
+	CARBONSCOPE_REPORT_PICTURE=$(CURDIR)/docs/images/report-sample.png $(BIN)/python -m pytest -q tests/test_report_in_chromium.py
 
 ## lint: ruff and mypy, as before every commit
 lint: $(STAMP) dev-tree

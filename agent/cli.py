@@ -14,6 +14,7 @@ import click
 from carbonscope.config import load_config
 from carbonscope.durations import parse_duration
 from carbonscope.errors import CarbonscopeError, ConfigError
+from carbonscope.report_command import report
 from carbonscope.service_commands import install_service, uninstall_service
 from carbonscope.version import __version__
 
@@ -376,6 +377,7 @@ def jobs_show(job_id: str, as_json: bool, socket_path: Path | None, state_dir: P
 
 
 cli.add_command(install_service)
+cli.add_command(report)
 cli.add_command(uninstall_service)
 
 

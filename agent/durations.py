@@ -8,8 +8,9 @@ from typing import Annotated
 
 from pydantic import BeforeValidator
 
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+# "y" is 365 days: hardware lifetimes ([embodied] lifetime = "4y")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "y": 365 * 86400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|y)\s*$")
 
 
 def parse_duration(value: object) -> float:
@@ -29,7 +30,7 @@ def parse_duration(value: object) -> float:
             if math.isfinite(seconds):
                 return seconds
     raise ValueError(
-        f"invalid duration {value!r}: expected a number and a unit (ms, s, m, h, d), "
+        f"invalid duration {value!r}: expected a number and a unit (ms, s, m, h, d, y), "
         'like "500ms", "1s", "15m"'
     )
 

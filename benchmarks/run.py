@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.architecture import hung_polled_source_rows, job_api_under_scan_rows
+from benchmarks.history import history_rows
 from benchmarks.measure import memory_mib
 from benchmarks.timing import timed
 from carbonscope.accounting.intensity_log import IntensityLog
@@ -130,6 +131,7 @@ def main() -> None:
             sample = timed(job_sampler(Path(tmp) / "sys2", procfs, jobs), 300)
             rows.append(timing_row(f"sample with attribution ({label})", sample))
 
+        rows += history_rows(Path(tmp), rapl_monitor(SensorRoots(sysfs=Path(tmp) / "sys2")))
         rows += hung_polled_source_rows(Path(tmp) / "sys2")
         rows += job_api_under_scan_rows(Path(tmp) / "sys2", Path(tmp) / "proc5000")
 

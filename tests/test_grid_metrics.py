@@ -253,7 +253,7 @@ def test_a_version_1_ledger_gains_the_intensity_tables(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:  # what carbonscope 0.1 with job ledger v1 left behind
         v1_jobs = store._SCHEMA.split("CREATE TABLE IF NOT EXISTS intensity_periods")[0]
         # without the columns later versions added (duration_s in 3, outcome in 4, the idle
-        # shares in 5)
+        # shares in 5, embodied_g in 6)
         v1_jobs = re.sub(r"(updated_at REAL NOT NULL),.*?\n\);", r"\1\n);", v1_jobs, flags=re.S)
         assert "duration_s" not in v1_jobs and "idle_uj" not in v1_jobs, v1_jobs
         db.executescript(v1_jobs)
@@ -267,9 +267,13 @@ def test_a_version_1_ledger_gains_the_intensity_tables(tmp_path: Path) -> None:
     assert ledger.periods() == [] and ledger.next_period_id() == 1
     ledger.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION == 5
-        rows = db.execute("SELECT name, duration_s, outcome, cpu_idle_uj FROM jobs").fetchall()
-        assert rows == [("kept", None, None, 0)]
+        assert db.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION == 6
+        rows = db.execute(
+            "SELECT name, duration_s, outcome, cpu_idle_uj, embodied_g FROM jobs"
+        ).fetchall()
+        assert rows == [("kept", None, None, 0, 0.0)]
+        # version 6: the node history
+        assert db.execute("SELECT count(*) FROM node_history").fetchone()[0] == 0
     db.close()
     reopened = JobLedger(path)
     old = reopened.get("j-old")

@@ -40,8 +40,8 @@ LAYERS: list[set[str]] = [
     {"sampling", "jobs"},
     {"ledger"},
     {"exporters"},
-    {"daemon", "probe", "installer"},
-    {"terminal", "service_commands"},
+    {"daemon", "probe", "installer", "reports"},
+    {"terminal", "service_commands", "report_command"},
     {"cli", "__init__"},
     {"__main__"},
 ]

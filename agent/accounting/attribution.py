@@ -243,3 +243,5 @@ class SampleEnergy:
     modelled: frozenset[DeviceKey] = frozenset()  # devices whose energy is a model's estimate
     # the reconciled unmeasured part (node.py), split by the measured shares (OverheadShares)
     overhead: DeviceKey | None = None
+    # embodied grams of this interval: "server" and per GPU device (embodied.py); empty: off
+    embodied_g: Mapping[str, float] = field(default_factory=dict)

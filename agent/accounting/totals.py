@@ -22,6 +22,7 @@ class EnergyTotals:
     # The idle share inside energy_uj (jobs.idle_policy), by component, sorted; the rest of
     # energy_uj is the job's active energy.
     idle_uj: tuple[tuple[Component, int], ...] = ()
+    embodied_g: float = 0.0  # Scope 3: its share of the hardware's amortised footprint
 
     @property
     def energy_total_uj(self) -> int:
@@ -41,6 +42,7 @@ class EnergyTotals:
         modelled_uj: int,
         emissions: Emissions,
         idle_uj: Mapping[Component, int] | None = None,
+        embodied_g: float = 0.0,
     ) -> EnergyTotals:
         """These totals with one sample's share added (``idle_uj``: the part of
         ``energy_uj`` that is idle share)."""
@@ -50,6 +52,7 @@ class EnergyTotals:
             modelled_uj=self.modelled_uj + modelled_uj,
             emissions=self.emissions + emissions,
             idle_uj=_merged(self.idle_uj, idle_uj or {}),
+            embodied_g=self.embodied_g + embodied_g,
         )
 
 

@@ -81,6 +81,10 @@ class AgentSection(_Section):
     # request from accept to the last byte (docs/deploy.md: LimitNOFILE stays well above).
     max_connections: Annotated[int, Field(ge=1, le=4096)] = 64
     request_timeout: Annotated[Duration, _duration_between("100ms", "5m")] = 10.0
+    # The node history in the ledger (carbonscope report): minute rows, hourly after
+    # history_hourly_after, deleted after history_retention
+    history_hourly_after: Annotated[Duration, _duration_between("1h", "3650d")] = 35 * 86400.0
+    history_retention: Annotated[Duration, _duration_between("1d", "3650d")] = 400 * 86400.0
     # TLS and basic auth for /metrics: a web config file in exporter-toolkit's format
     web_config_file: Annotated[Path | None, BeforeValidator(_empty_as_none)] = None
 
@@ -255,8 +259,18 @@ class JobsSection(_Section):
     idle_policy: Literal["reserved", "proportional", "none"] = "reserved"
 
 
+class EmbodiedSection(_Section):
+    """``[embodied]``: the hardware's manufacturing footprint (Scope 3), amortised over its
+    life; off while both footprints are 0 (docs/reports.md)."""
+
+    server_kgco2e: Annotated[float, Field(ge=0)] = 0.0
+    gpu_kgco2e: Annotated[float, Field(ge=0)] = 0.0  # per GPU
+    lifetime: Annotated[Duration, _duration_between("1d", "50y")] = 4 * 365 * 86400.0
+
+
 class Config(_Section):
     agent: AgentSection = AgentSection()
     sensors: SensorsSection = SensorsSection()
     carbon: CarbonSection = CarbonSection()
+    embodied: EmbodiedSection = EmbodiedSection()
     jobs: JobsSection = JobsSection()

@@ -59,8 +59,10 @@ class FlushService:
 
     name = "ledger flusher"
 
-    def __init__(self, flush: Callable[[], None], every_s: float) -> None:
-        self._flush = flush
+    def __init__(
+        self, flush: Callable[[], None], every_s: float, last: Callable[[], None] | None = None
+    ) -> None:
+        self._flush = last or flush  # ``last``: the flush at stop (it closes what is open)
 
         def step() -> float:
             flush()
@@ -81,7 +83,7 @@ def daemon_services(loaded: LoadedConfig, agent: Agent, notifier: SystemdNotifie
     config = loaded.config
     services: list[Service] = [
         CallbackService("job ledger", on_stop=agent.ledger.close),
-        FlushService(agent.flush, config.jobs.flush),
+        FlushService(agent.flush, config.jobs.flush, lambda: agent.flush(final=True)),
     ]
     for item in agent.sensors:
         if isinstance(item.sensor, PolledSensor) and item.used:

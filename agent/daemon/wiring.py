@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from carbonscope.accounting.attribution import IdlePolicy
+from carbonscope.accounting.embodied import EmbodiedRate
 from carbonscope.accounting.intensity_log import IntensityLog
 from carbonscope.carbon.feed import IntensityFeed
 from carbonscope.carbon.intensity import IntensityProvider
@@ -17,6 +19,7 @@ from carbonscope.config.schema import Config, JobsSection
 from carbonscope.jobs.registry import JobRegistry
 from carbonscope.jobs.settings import JobsSettings
 from carbonscope.ledger import LEDGER_FILE_NAME, JobLedger
+from carbonscope.ledger.history import NodeHistory
 from carbonscope.sampling.monitor import CarbonSettings, Monitor
 from carbonscope.sensors.base import SensorRoots
 from carbonscope.sensors.catalogue import SourceContext, modelled_sources
@@ -34,16 +37,19 @@ class Agent:
     ledger: JobLedger
     intensity: IntensityProvider
     intensity_log: IntensityLog
+    history: NodeHistory
 
     @property
     def feed(self) -> IntensityFeed | None:
         """The live intensity feed to start, or None with the static provider."""
         return self.intensity if isinstance(self.intensity, IntensityFeed) else None
 
-    def flush(self) -> None:
-        """Job totals and the intensity series to the ledger (on the flush schedule)."""
+    def flush(self, final: bool = False) -> None:
+        """Job totals, the intensity series and the node history to the ledger (on the flush
+        schedule; ``final``: at stop, after the last sample)."""
         self.jobs.flush()
         self.intensity_log.flush()
+        self.history.flush(time.time(), final=final)
 
 
 def jobs_settings(section: JobsSection, interval_s: float) -> JobsSettings:
@@ -76,7 +82,11 @@ def build_agent(config: Config, state_dir: Path, env: Mapping[str, str] | None =
         sysfs=config.agent.sysfs_root,
         metadata_url=config.carbon.cloud_metadata_url,
     )
-    ledger = JobLedger(state_dir / LEDGER_FILE_NAME)
+    ledger = JobLedger(
+        state_dir / LEDGER_FILE_NAME,
+        history_hourly_after_s=config.agent.history_hourly_after,
+        history_retention_s=config.agent.history_retention,
+    )
     jobs = JobRegistry(jobs_settings(config.jobs, config.agent.interval), roots, ledger)
     intensity = build_intensity_provider(config.carbon, location)
     intensity_log = IntensityLog(ledger)
@@ -91,5 +101,10 @@ def build_agent(config: Config, state_dir: Path, env: Mapping[str, str] | None =
         intensity_log=intensity_log,
         modelled_sources=modelled_sources(),
         ledger_writes=ledger.writes,
+        embodied=EmbodiedRate.of(
+            config.embodied.server_kgco2e, config.embodied.gpu_kgco2e, config.embodied.lifetime
+        ),
     )
-    return Agent(monitor, sensors, location, jobs, ledger, intensity, intensity_log)
+    history = NodeHistory(ledger)
+    monitor.subscribe(history)  # differencing in memory on the sampler; writes on the flush
+    return Agent(monitor, sensors, location, jobs, ledger, intensity, intensity_log, history)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from carbonscope.accounting.attribution import Bucket, Recipient, SampleEnergy
 from carbonscope.accounting.emissions import Emissions
@@ -155,3 +155,11 @@ def add_shares(
         )
         if period:
             job.energy_by_period[period] = job.energy_by_period.get(period, 0) + uj
+
+
+def add_embodied(jobs: Mapping[str, LiveJob], held: Mapping[Recipient, float]) -> None:
+    """Each running job's share of this interval's embodied grams (accounting/embodied.py)."""
+    for recipient, grams in held.items():
+        job = jobs.get(recipient.job_id) if recipient.job_id else None
+        if job is not None and job.running and grams > 0:
+            job.totals = replace(job.totals, embodied_g=job.totals.embodied_g + grams)

@@ -103,6 +103,8 @@ class JobRecord:
                 "location": totals.emissions.location_g,
                 "market": totals.emissions.market_g,
             },
+            # Scope 3: its share of the hardware's amortised footprint ([embodied]), apart
+            "embodied_grams": totals.embodied_g,
             "pids": sorted({pid for pid, _start in self.processes}),
             "cgroup": self.cgroup,
             "outcome": self.outcome,

@@ -24,8 +24,9 @@ from carbonscope.accounting.attribution import (
     SampleEnergy,
     attribute_sample,
 )
+from carbonscope.accounting.embodied import embodied_split
 from carbonscope.jobs.activity import Activity, ActivityMeter, MeasurePlan, NewCgroup
-from carbonscope.jobs.live import LiveJob, add_shares
+from carbonscope.jobs.live import LiveJob, add_embodied, add_shares
 from carbonscope.jobs.model import Caller, JobKind, JobRecord, user_name
 from carbonscope.jobs.processes import JobProcesses
 from carbonscope.jobs.quotas import CreationQuota
@@ -250,6 +251,15 @@ class JobRegistry:
                 running = frozenset(job_id for job_id, job in self._jobs.items() if job.running)
                 split[sample.overhead] = self._overhead.split(overhead_uj, running)
             add_shares(self._jobs, self._buckets, split, sample)
+            if sample.embodied_g:
+                held = embodied_split(
+                    sample.embodied_g,
+                    activity.cpu,
+                    sample.gpus,
+                    activity.owner_of_pid,
+                    self._settings.idle_policy,
+                )
+                add_embodied(self._jobs, held)
             for job in self._jobs.values():
                 if job.running:
                     job.updated_at = now

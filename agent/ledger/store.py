@@ -4,7 +4,8 @@ accounted under it: agent/accounting/intensity_log.py).
 
 Energy is stored as integer microjoules per component, so sums in reports are exact;
 emissions as grams (REAL). Schema changes bump ``user_version``; version 1 ledgers gain the
-intensity tables when opened, version 2 ledgers the jobs' ``duration_s`` column.
+intensity tables when opened, version 2 ledgers the jobs' ``duration_s`` column, version 5
+ledgers the node history (history.py, history_table.py).
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from carbonscope.accounting.intensity_log import IntensityPeriod
 from carbonscope.accounting.totals import EnergyTotals
 from carbonscope.errors import CarbonscopeError
 from carbonscope.jobs.model import JobKind, JobRecord
+from carbonscope.ledger import history_table
+from carbonscope.ledger.history import HistoryRow
 from carbonscope.sensors.base import Component
 from carbonscope.snapshot import LedgerWrites
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 LEDGER_FILE_NAME = "ledger.sqlite"  # in agent.state_dir
 _COMPONENTS = (Component.CPU, Component.DRAM, Component.GPU, Component.PLATFORM)
 _SCHEMA = """
@@ -56,7 +59,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     cpu_idle_uj INTEGER NOT NULL DEFAULT 0,
     dram_idle_uj INTEGER NOT NULL DEFAULT 0,
     gpu_idle_uj INTEGER NOT NULL DEFAULT 0,
-    platform_idle_uj INTEGER NOT NULL DEFAULT 0
+    platform_idle_uj INTEGER NOT NULL DEFAULT 0,
+    embodied_g REAL NOT NULL DEFAULT 0  -- Scope 3: its share of the amortised hardware
 );
 CREATE INDEX IF NOT EXISTS jobs_started ON jobs (started_at);
 CREATE INDEX IF NOT EXISTS jobs_running ON jobs (ended_at) WHERE ended_at IS NULL;
@@ -90,7 +94,7 @@ _COLUMNS = (
     "job_id, name, kind, uid, user, tags, started_at, ended_at, cpu_uj, dram_uj, gpu_uj, "
     "platform_uj, measured_uj, modelled_uj, emissions_location_g, emissions_market_g, "
     "processes, cgroup, updated_at, duration_s, outcome, cpu_idle_uj, dram_idle_uj, "
-    "gpu_idle_uj, platform_idle_uj"
+    "gpu_idle_uj, platform_idle_uj, embodied_g"
 )
 
 
@@ -145,9 +149,16 @@ class LedgerError(CarbonscopeError):
 
 class JobLedger:
     def __init__(
-        self, path: Path, read_only: bool = False, wall_clock_s: Callable[[], float] = time.time
+        self,
+        path: Path,
+        read_only: bool = False,
+        wall_clock_s: Callable[[], float] = time.time,
+        history_hourly_after_s: float = 35 * 86400.0,
+        history_retention_s: float = 400 * 86400.0,
     ) -> None:
         self.path = path
+        self._history_hourly_after_s = history_hourly_after_s
+        self._history_retention_s = history_retention_s
         self._lock = threading.Lock()
         self._wall_clock_s = wall_clock_s
         self._writes = LedgerWrites()
@@ -172,7 +183,7 @@ class JobLedger:
                     f"{path}: ledger schema {version} is newer than this carbonscope "
                     f"understands ({SCHEMA_VERSION})"
                 )
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(_SCHEMA + history_table.SCHEMA)
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
             if "duration_s" not in columns:  # a version 1 or 2 ledger
                 self._db.execute("ALTER TABLE jobs ADD COLUMN duration_s REAL")
@@ -184,6 +195,8 @@ class JobLedger:
                         f"ALTER TABLE jobs ADD COLUMN {component.value}_idle_uj "
                         "INTEGER NOT NULL DEFAULT 0"
                     )
+            if "embodied_g" not in columns:  # a version 1 to 5 ledger
+                self._db.execute("ALTER TABLE jobs ADD COLUMN embodied_g REAL NOT NULL DEFAULT 0")
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (sqlite3.Error, OSError) as exc:
             raise LedgerError(f"cannot open the job ledger {path}: {exc}") from None
@@ -275,6 +288,29 @@ class JobLedger:
             ).fetchall()
         return [(_period(row[:-1]), int(row[-1])) for row in rows]
 
+    def write_history(self, rows: list[HistoryRow]) -> None:
+        self._transaction((history_table.INSERT, [history_table.to_row(r) for r in rows]))
+
+    def compact_history(self, now_unix_s: float) -> None:
+        """Minute rows to hourly ones past history_hourly_after; older than the retention,
+        deleted. One transaction, off the sampling path (the flush schedule)."""
+        with self._lock:
+            statements = history_table.compaction(
+                self._db, now_unix_s, self._history_hourly_after_s, self._history_retention_s
+            )
+        self._transaction(*statements)
+
+    def history(self, since_unix_s: float, until_unix_s: float) -> list[HistoryRow]:
+        with self._lock:
+            return history_table.select(self._db, since_unix_s, until_unix_s)
+
+    def jobs_between(self, since_unix_s: float, until_unix_s: float) -> list[JobRecord]:
+        """Jobs that ran in the window (started before its end, last seen after its start)."""
+        return self._query(
+            "WHERE started_at < ? AND COALESCE(ended_at, updated_at) >= ? ORDER BY started_at",
+            (until_unix_s, since_unix_s),
+        )
+
     def running(self) -> list[JobRecord]:
         return self._query("WHERE ended_at IS NULL ORDER BY started_at", ())
 
@@ -320,6 +356,7 @@ def _row(record: JobRecord) -> tuple[object, ...]:
         record.duration_s,
         record.outcome,
         *(idle.get(component, 0) for component in _COMPONENTS),
+        totals.embodied_g,
     )
 
 
@@ -329,7 +366,7 @@ def _record(row: tuple[object, ...]) -> JobRecord:
     measured, modelled, location_g, market_g, processes, cgroup, updated, duration, outcome = rest[
         :9
     ]
-    idle = rest[9:]
+    idle, embodied = rest[9:13], rest[13]
     return JobRecord(
         job_id=str(job_id),
         name=str(name),
@@ -353,6 +390,7 @@ def _record(row: tuple[object, ...]) -> JobRecord:
                 for component, uj in zip(_COMPONENTS, idle, strict=True)
                 if int(str(uj))
             ),
+            embodied_g=float(str(embodied)),
         ),
         processes=tuple((int(pid), int(start)) for pid, start in json.loads(str(processes))),
         cgroup=None if cgroup is None else str(cgroup),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from carbonscope.accounting.attribution import SampleEnergy
+from carbonscope.accounting.embodied import EmbodiedRate
 from carbonscope.accounting.emissions import NO_EMISSIONS, EmissionFactors, Emissions
 from carbonscope.accounting.energy import CounterEvent, DeviceAccount
 from carbonscope.accounting.intensity_log import IntensityLog
@@ -76,6 +77,7 @@ class Monitor:
         modelled_sources: frozenset[str] = frozenset(),
         ledger_writes: Callable[[], LedgerWrites] | None = None,
         meter_sources: Sequence[str] | None = None,
+        embodied: EmbodiedRate | None = None,
     ) -> None:
         self._sensors = list(sensors)
         self._intensity = intensity
@@ -97,6 +99,8 @@ class Monitor:
         self._plan = NodeEnergyPlan.for_devices(
             self._devices, platform_meter_sources() if meter_sources is None else meter_sources
         )
+        self._embodied = embodied
+        self._embodied_g = 0.0
         self._reconciler: Reconciler | None = None
         if self._plan.meter is not None:
             self._reconciler = Reconciler(self._plan.meter, UNMEASURED)
@@ -270,6 +274,11 @@ class Monitor:
         if self._intensity_log is not None:
             period_id = self._intensity_log.record(now_unix_s, node_delta_uj, grid, factors)
         gpus = tuple(gpu for _sensor, result in results for gpu in result.gpus)
+        embodied: dict[str, float] = {}
+        if self._embodied is not None and elapsed_ns > 0:
+            gpu_devices = [k.device for k in self._devices if k.component is Component.GPU]
+            embodied = self._embodied.sample(elapsed_ns / NS_PER_S, gpu_devices)
+            self._embodied_g += sum(embodied.values())
         attribution = None
         if self._attributor is not None:
             attribution = self._attributor.account(
@@ -282,6 +291,7 @@ class Monitor:
                     intensity_period_id=period_id,
                     modelled=self._modelled,
                     overhead=UNMEASURED if self._reconciler is not None else None,
+                    embodied_g=embodied,
                 )
             )
 
@@ -336,6 +346,7 @@ class Monitor:
             skipped=self._skipped,
             model_uncertainty=self._uncertainty,
             node_energy_meter=self._plan.meter,
+            embodied_g=self._embodied_g if self._embodied is not None else None,
         )
 
     def _reconcile(

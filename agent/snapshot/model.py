@@ -93,3 +93,5 @@ class Snapshot:
     model_uncertainty: tuple[tuple[Component, float], ...] = ()
     # the platform meter node energy follows (reconciled with the components), if any
     node_energy_meter: DeviceKey | None = None
+    # amortised hardware footprint so far (Scope 3); None unless [embodied] is configured
+    embodied_g: float | None = None

@@ -37,7 +37,7 @@ class SnapshotCollector:
         if snap.gpus:
             yield from self._gpus(snap)
         if snap.attribution is not None:
-            yield from self._attribution(snap.attribution)
+            yield from self._attribution(snap.attribution, snap.embodied_g is not None)
         yield from self._self_metrics(snap)
 
     @staticmethod
@@ -112,6 +112,13 @@ class SnapshotCollector:
 
     @staticmethod
     def _carbon(snap: Snapshot) -> Iterator[Metric]:
+        if snap.embodied_g is not None:
+            yield CounterMetricFamily(
+                "carbonscope_embodied_grams",
+                "The hardware's manufacturing footprint amortised over its life ([embodied]), "
+                "so far: Scope 3, never part of carbonscope_emissions_grams_total.",
+                value=snap.embodied_g,
+            )
         feed = snap.feed
         emissions = CounterMetricFamily(
             "carbonscope_emissions_grams",
@@ -264,7 +271,7 @@ class SnapshotCollector:
         yield from (info, limit, utilization, memory_used, memory_total, processes, mig)
 
     @staticmethod
-    def _attribution(view: AttributionView) -> Iterator[Metric]:
+    def _attribution(view: AttributionView, embodied_on: bool) -> Iterator[Metric]:
         attributed = CounterMetricFamily(
             "carbonscope_attributed_energy_joules",
             "Where each component's energy went: jobs, system (busy, no job) or idle. "
@@ -304,7 +311,15 @@ class SnapshotCollector:
             "1 while the job runs, 0 once finished (kept for jobs.keep_finished).",
             labels=["job_id"],
         )
+        embodied = CounterMetricFamily(
+            "carbonscope_job_embodied_grams",
+            "A job's share of the hardware's amortised manufacturing footprint (Scope 3, "
+            "[embodied]): by the share of the node it holds and the GPUs it uses. Never part "
+            "of carbonscope_job_emissions_grams_total.",
+            labels=["job_id"],
+        )
         for job in view.jobs:
+            embodied.add_metric([job.job_id], job.totals.embodied_g)
             idle_uj = dict(job.totals.idle_uj)
             for component, uj in job.totals.energy_uj:
                 energy.add_metric([job.job_id, component.value], uj / UJ_PER_J)
@@ -314,6 +329,8 @@ class SnapshotCollector:
             info.add_metric([job.job_id, job.name, job.user, *job.info_values], 1)
             running.add_metric([job.job_id], 1 if job.running else 0)
         yield from (energy, idle, emissions, info, running)
+        if embodied_on:
+            yield embodied
 
     @staticmethod
     def _self_metrics(snap: Snapshot) -> Iterator[Metric]:

@@ -1,0 +1,1 @@
+"""`carbonscope report`: the ledger's node history and jobs as figures for disclosure."""
