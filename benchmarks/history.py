@@ -25,22 +25,24 @@ def _row(start: float, resolution: int) -> HistoryRow:
         start,
         start + resolution,
         FACTORS,
-        resolution,
-        float(resolution),
-        uj,
-        uj,
-        0,
-        {Component.CPU: uj * 8 // 10, Component.DRAM: uj // 10, Component.GPU: uj // 10},
-        {
+        resolution_s=resolution,
+        covered_s=float(resolution),
+        node_uj=uj,
+        measured_uj=uj,
+        component_uj={
+            Component.CPU: uj * 8 // 10,
+            Component.DRAM: uj // 10,
+            Component.GPU: uj // 10,
+        },
+        device_uj={
             "cpu/rapl/package-0": uj * 4 // 10,
             "cpu/rapl/package-1": uj * 4 // 10,
             "dram/rapl/dram-0": uj // 10,
             "gpu/nvml/gpu0": uj // 10,
         },
-        0.112 * resolution / 60,
-        0.112 * resolution / 60,
-        0.0,
-        0.01 * resolution,
+        location_g=0.112 * resolution / 60,
+        market_g=0.112 * resolution / 60,
+        embodied_g=0.01 * resolution,
     )
 
 

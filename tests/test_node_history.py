@@ -19,6 +19,8 @@ from tests.conftest import MonitorFactory
 from tests.fakes.clock import ManualClock
 from tests.fakes.intensity import SettableIntensity
 from tests.fakes.powercap import FakePowercap
+from tests.fakes.procfs import make_procfs
+from tests.test_model_sensor import model
 
 START = 1_700_001_000.0  # make_monitor's wall clock when the manual clock starts (1000 s)
 
@@ -156,3 +158,25 @@ def test_old_minutes_become_hours_and_expire(tmp_path: Path) -> None:
     assert hours[0].device_uj == {"cpu/rapl/package-0": 60 * 6_000_000_000}
     ledger.compact_history(base + 401 * day)  # past the retention: gone
     assert not ledger.history(0, base + 1e9)
+
+
+def test_modelled_energy_carries_the_models_uncertainty(
+    tmp_path: Path, make_monitor: MonitorFactory, clock: ManualClock
+) -> None:
+    """On a VM nothing measures: the rows' energy is modelled, with the model's ± (its
+    relative half-width per component) carried as µJ, so a report can state it."""
+    vm = make_procfs(tmp_path / "vm", threads=4, virtualised=True)
+    sensor = model(vm.root)
+    ratios = dict(sensor.discover().uncertainty)
+    monitor = make_monitor(sensor)
+    history = NodeHistory(None)
+    monitor.subscribe(history)
+    monitor.sample()
+    for _ in range(30):
+        vm.tick(busy=200, idle=200)
+        clock.advance(1.0)
+        monitor.sample()
+    row = history._open  # the row in memory
+    assert row is not None and row.measured_uj == 0 and row.modelled_uj == row.node_uj > 0
+    expected = sum(uj * ratios[c] for c, uj in row.component_uj.items())
+    assert abs(row.modelled_uncertainty_uj - expected) <= 30  # rounded per sample

@@ -72,6 +72,8 @@ class HistoryRow:
     node_uj: int = 0
     measured_uj: int = 0
     modelled_uj: int = 0
+    # the modelled energy's uncertainty: Σ modelled µJ x the model's relative half-width
+    modelled_uncertainty_uj: int = 0
     component_uj: dict[Component, int] = field(default_factory=dict)  # node-energy parts
     device_uj: dict[str, int] = field(default_factory=dict)  # "component/source/device"
     location_g: float = 0.0
@@ -99,6 +101,7 @@ class _Counters:
     market_g: float
     marginal_g: float
     embodied_g: float
+    uncertainty: dict[Component, float]
 
 
 def _counters(snap: Snapshot) -> _Counters:
@@ -118,6 +121,7 @@ def _counters(snap: Snapshot) -> _Counters:
         snap.emissions.market_g,
         snap.emissions.marginal_g,
         snap.embodied_g or 0.0,
+        dict(snap.model_uncertainty),
     )
 
 
@@ -213,6 +217,7 @@ def _add(row: HistoryRow, previous: _Counters, now: _Counters) -> None:
             row.component_uj[component] = row.component_uj.get(component, 0) + delta
             if modelled:
                 row.modelled_uj += delta
+                row.modelled_uncertainty_uj += round(delta * now.uncertainty.get(component, 0.0))
             else:
                 row.measured_uj += delta
     row.location_g += now.location_g - previous.location_g

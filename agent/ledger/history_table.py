@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS node_history (
     node_uj INTEGER NOT NULL,      -- node IT energy
     measured_uj INTEGER NOT NULL,
     modelled_uj INTEGER NOT NULL,
+    modelled_uncertainty_uj INTEGER NOT NULL,  -- Σ modelled µJ x the model's half-width
     cpu_uj INTEGER NOT NULL,       -- node energy by component (psys as platform, etc.)
     dram_uj INTEGER NOT NULL,
     gpu_uj INTEGER NOT NULL,
@@ -47,7 +48,8 @@ CREATE TABLE IF NOT EXISTS node_history (
 CREATE INDEX IF NOT EXISTS node_history_ended ON node_history (ended_at);
 """
 COLUMNS = (
-    "started_at, ended_at, resolution_s, covered_s, node_uj, measured_uj, modelled_uj, cpu_uj, "
+    "started_at, ended_at, resolution_s, covered_s, node_uj, measured_uj, modelled_uj, "
+    "modelled_uncertainty_uj, cpu_uj, "
     "dram_uj, gpu_uj, platform_uj, devices, emissions_location_g, emissions_market_g, "
     "emissions_marginal_g, embodied_g, provider, location, signal, emission_factor_type, "
     "detail, g_per_kwh, market_g_per_kwh, marginal_g_per_kwh, pue"
@@ -68,6 +70,7 @@ def to_row(row: HistoryRow) -> tuple[object, ...]:
         row.node_uj,
         row.measured_uj,
         row.modelled_uj,
+        row.modelled_uncertainty_uj,
         *(row.component_uj.get(component, 0) for component in _COMPONENTS),
         json.dumps(row.device_uj, sort_keys=True),
         row.location_g,
@@ -87,10 +90,10 @@ def to_row(row: HistoryRow) -> tuple[object, ...]:
 
 
 def from_row(values: Sequence[Any]) -> HistoryRow:
-    (started, ended, resolution, covered, node, measured, modelled) = values[:7]
-    components = dict(zip(_COMPONENTS, (int(v) for v in values[7:11]), strict=True))
-    (devices, location_g, market_g, marginal_g, embodied_g) = values[11:16]
-    (provider, location, signal, factor_type, detail, g, market, marginal, pue) = values[16:]
+    (started, ended, resolution, covered, node, measured, modelled, uncertain) = values[:8]
+    components = dict(zip(_COMPONENTS, (int(v) for v in values[8:12]), strict=True))
+    (devices, location_g, market_g, marginal_g, embodied_g) = values[12:17]
+    (provider, location, signal, factor_type, detail, g, market, marginal, pue) = values[17:]
     return HistoryRow(
         started_at=float(started),
         ended_at=float(ended),
@@ -110,6 +113,7 @@ def from_row(values: Sequence[Any]) -> HistoryRow:
         node_uj=int(node),
         measured_uj=int(measured),
         modelled_uj=int(modelled),
+        modelled_uncertainty_uj=int(uncertain),
         component_uj={c: uj for c, uj in components.items() if uj},
         device_uj={str(k): int(v) for k, v in json.loads(str(devices)).items()},
         location_g=float(location_g),
@@ -145,6 +149,7 @@ def merged_hours(rows: list[HistoryRow]) -> list[HistoryRow]:
                 row.node_uj,
                 row.measured_uj,
                 row.modelled_uj,
+                row.modelled_uncertainty_uj,
                 dict(row.component_uj),
                 dict(row.device_uj),
                 row.location_g,
@@ -159,6 +164,7 @@ def merged_hours(rows: list[HistoryRow]) -> list[HistoryRow]:
         into.node_uj += row.node_uj
         into.measured_uj += row.measured_uj
         into.modelled_uj += row.modelled_uj
+        into.modelled_uncertainty_uj += row.modelled_uncertainty_uj
         for component, uj in row.component_uj.items():
             into.component_uj[component] = into.component_uj.get(component, 0) + uj
         for device, uj in row.device_uj.items():

@@ -35,6 +35,7 @@ class Figures:
     measured_uj: int = 0
     modelled_uj: int = 0
     pue_weighted_uj: float = 0.0  # Σ energy x PUE, for the energy-weighted PUE
+    modelled_uncertainty_uj: int = 0  # ± on the modelled part (node figures only)
     sci: Sci | None = None  # per job
 
     @property
@@ -60,7 +61,16 @@ class Figures:
             self.measured_uj + other.measured_uj,
             self.modelled_uj + other.modelled_uj,
             self.pue_weighted_uj + other.pue_weighted_uj,
+            self.modelled_uncertainty_uj + other.modelled_uncertainty_uj,
         )
+
+    @property
+    def modelled_uncertainty(self) -> float | None:
+        """The modelled energy's relative half-width (0.4: ±40 %), None when none is modelled
+        or (job figures) it is not known."""
+        if not self.modelled_uj or not self.modelled_uncertainty_uj:
+            return None
+        return self.modelled_uncertainty_uj / self.modelled_uj
 
 
 @dataclass(frozen=True)
@@ -120,6 +130,7 @@ def _node_figures(group: str, row: HistoryRow) -> Figures:
         row.measured_uj,
         row.modelled_uj,
         row.node_uj * row.factors.pue,
+        modelled_uncertainty_uj=row.modelled_uncertainty_uj,
     )
 
 

@@ -179,6 +179,7 @@ def to_table(report: Report, width: int = 100) -> Any:
         ("kgCO2e market", "right"),
         ("embodied kgCO2e", "right"),
         ("measured", "right"),
+        ("modelled ±", "right"),
     ):
         table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for figures in (*report.rows, report.total):
@@ -190,6 +191,7 @@ def to_table(report: Report, width: int = 100) -> Any:
             f"{figures.market_g / 1000:.3f}",
             f"{figures.embodied_g / 1000:.3f}",
             "-" if share is None else f"{share:.0%}",
+            "-" if figures.modelled_uncertainty is None else f"{figures.modelled_uncertainty:.0%}",
             end_section=figures is report.rows[-1] if report.rows else False,
         )
     return table
