@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from carbonscope.accounting.attribution import Bucket, IdlePolicy
+from carbonscope.accounting.attribution import (
+    IDLE,
+    SYSTEM,
+    Bucket,
+    IdlePolicy,
+    OverheadShares,
+    Recipient,
+)
 from carbonscope.accounting.node import UNMEASURED
 from carbonscope.accounting.reconcile import Reconciler
 from carbonscope.exporters.prometheus.collector import render
@@ -242,3 +249,18 @@ def test_the_daemon_polls_dcmi_and_exports_the_reconciled_node(
         )
     finally:
         daemon.stop()
+
+
+def test_the_measured_shares_keep_only_running_jobs() -> None:
+    """Waiting for a silent meter, the shares of jobs that ended fold into system and idle:
+    what is kept is bounded by the running jobs, and nothing is lost from the split."""
+    shares = OverheadShares()
+    key = DeviceKey(Component.CPU, "package-0", "rapl")
+    for n in range(1000):
+        job = f"j-{n}"
+        split = {key: {Recipient.job(job): 3, Recipient.job(job, idle_share=True): 1, SYSTEM: 1}}
+        shares.add(split, frozenset({Component.CPU}), frozenset({job}))
+    assert len(shares._measured) <= 4  # the last job's two, system, idle
+    parts = shares.split(5_000, frozenset())
+    assert sum(parts.values()) == 5_000
+    assert parts == {SYSTEM: 4_000, IDLE: 1_000}  # 3+1 active of 5 per job, 1 idle share

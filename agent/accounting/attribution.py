@@ -209,22 +209,26 @@ class OverheadShares:
         self._measured: dict[Recipient, int] = {}
 
     def add(
-        self, split: Mapping[DeviceKey, Mapping[Recipient, int]], counted: frozenset[Component]
+        self,
+        split: Mapping[DeviceKey, Mapping[Recipient, int]],
+        counted: frozenset[Component],
+        running_jobs: frozenset[str],
     ) -> None:
-        """One sample's split of the measured devices (node-energy components only)."""
+        """One sample's split of the measured devices (node-energy components only). A job
+        that is no longer running is folded into ``system``/``idle`` at once, so what is kept
+        is bounded by the running jobs, however long the meter stays silent."""
+        measured = self._measured
         for key, parts in split.items():
             if key.component in counted:
                 for recipient, uj in parts.items():
-                    self._measured[recipient] = self._measured.get(recipient, 0) + uj
+                    measured[recipient] = measured.get(recipient, 0) + uj
+        for recipient in [r for r in measured if r.job_id and r.job_id not in running_jobs]:
+            to = IDLE if recipient.idle_share else SYSTEM
+            measured[to] = measured.get(to, 0) + measured.pop(recipient)
 
     def split(self, overhead_uj: int, running_jobs: frozenset[str]) -> dict[Recipient, int]:
-        weights: dict[Recipient, int] = {}
-        for recipient, uj in self._measured.items():
-            to = recipient
-            if recipient.job_id and recipient.job_id not in running_jobs:
-                to = IDLE if recipient.idle_share else SYSTEM
-            weights[to] = weights.get(to, 0) + uj
-        self._measured = {}
+        self.add({}, frozenset(), running_jobs)  # jobs that ended since the last sample
+        weights, self._measured = self._measured, {}
         if not any(uj > 0 for uj in weights.values()):
             return {SYSTEM: overhead_uj}
         return split_exact(overhead_uj, weights)

@@ -246,10 +246,11 @@ class JobRegistry:
                 activity.owner_of_pid,
                 self._settings.idle_policy,
             )
-            self._overhead.add(split, sample.counted)
-            if sample.overhead is not None and overhead_uj > 0:
+            if sample.overhead is not None:  # a platform meter's unmeasured part
                 running = frozenset(job_id for job_id, job in self._jobs.items() if job.running)
-                split[sample.overhead] = self._overhead.split(overhead_uj, running)
+                self._overhead.add(split, sample.counted, running)
+                if overhead_uj > 0:
+                    split[sample.overhead] = self._overhead.split(overhead_uj, running)
             add_shares(self._jobs, self._buckets, split, sample)
             if sample.embodied_g:
                 held = embodied_split(

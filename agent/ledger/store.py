@@ -177,6 +177,9 @@ class JobLedger:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoint, no tearing
             self._db.execute("PRAGMA busy_timeout=5000")
+            # The daemon appends (history rows, job totals) and rarely reads: a small page cache
+            # keeps its RSS flat as the ledger grows (SQLite's default allows 2 MiB)
+            self._db.execute("PRAGMA cache_size=-256")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise LedgerError(

@@ -13,9 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shlex
-import signal
-import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated
@@ -71,6 +68,9 @@ def run_command(argv: Sequence[str], timeout_s: float) -> CommandResult:
     """Run ``argv`` with the C locale in a session of its own, never a shell. Past
     ``timeout_s`` the whole session is killed (a wrapper's ipmitool too) and its output is
     not waited for: a hung BMC costs this read, never the poller's thread."""
+    import signal  # noqa: PLC0415 - subprocess only with IPMI configured: a plain daemon
+    import subprocess  # noqa: PLC0415 - loads neither (its RSS target, docs/performance.md)
+
     try:
         process = subprocess.Popen(  # argv from the operator's own config, never a shell
             list(argv),
@@ -100,7 +100,7 @@ def run_command(argv: Sequence[str], timeout_s: float) -> CommandResult:
         if process.stdout is not None:
             process.stdout.close()
         raise IpmiFailure(
-            SourceStatus.ERROR, f"{shlex.join(argv)} gave no answer in {timeout_s:g}s (BMC hung)"
+            SourceStatus.ERROR, f"{' '.join(argv)} gave no answer in {timeout_s:g}s (BMC hung)"
         ) from exc
     return CommandResult(process.returncode, output.decode("utf-8", errors="replace"))
 
@@ -136,6 +136,8 @@ class IpmiSensor:
 
     def __init__(self, settings: IpmiSettings | None = None, runner: Runner = run_command) -> None:
         settings = settings or IpmiSettings()
+        import shlex  # noqa: PLC0415 - as subprocess above
+
         self._argv = (*shlex.split(settings.command), *ARGUMENTS)
         self._timeout_s = settings.timeout or 5.0
         self._run = runner
@@ -150,7 +152,7 @@ class IpmiSensor:
             return Discovery(statuses=(DeviceStatus(SOURCE, DEVICE, failure.status, str(failure)),))
         return Discovery(
             devices=(KEY,),
-            details=(f"{shlex.join(self._argv)}: {watts:g} W (whole server, AC)",),
+            details=(f"{' '.join(self._argv)}: {watts:g} W (whole server, AC)",),
         )
 
     def read(self) -> SensorRead:
