@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from carbonscope.config.schema import SensorsSection
+from carbonscope.exporters.prometheus.collector import render
 from carbonscope.sensors.base import Component, PowerReading, SensorRoots, read_sysfs_text
 from carbonscope.sensors.catalogue import SourceContext
 from carbonscope.sensors.cpu_tdp import lookup_tdp, normalise_cpu_name
@@ -206,11 +207,7 @@ def test_the_model_says_how_sure_it_is_from_the_published_coefficients(
     clock.advance(1.0)
     snapshot = monitor.sample()
     assert dict(snapshot.model_uncertainty) == found
-    text = (
-        __import__("carbonscope.exporters.prometheus.collector", fromlist=["render"])
-        .render(snapshot)
-        .decode()
-    )
+    text = render(snapshot).decode()
     assert f'carbonscope_model_uncertainty_ratio{{component="cpu"}} {found[Component.CPU]!r}' in (
         text
     )

@@ -180,3 +180,24 @@ def test_modelled_energy_carries_the_models_uncertainty(
     assert row is not None and row.measured_uj == 0 and row.modelled_uj == row.node_uj > 0
     expected = sum(uj * ratios[c] for c, uj in row.component_uj.items())
     assert abs(row.modelled_uncertainty_uj - expected) <= 30  # rounded per sample
+
+
+def test_a_wall_clock_step_is_not_covered_time(
+    tmp_path: Path, make_monitor: MonitorFactory, clock: ManualClock
+) -> None:
+    """NTP moves the wall clock an hour on between two samples: the row lands in wall time,
+    but it covers the one second that passed, not the hour."""
+    monitor, package, _dram = node(tmp_path, make_monitor, SettableIntensity(200.0))
+    wall = [START]
+    monitor._wall_clock_s = lambda: wall[0]  # the wall clock, on its own
+    history = NodeHistory(None)
+    monitor.subscribe(history)
+    monitor.sample()
+    for step in (1.0, 3600.0 + 1.0, 1.0):
+        package.advance(1_000_000)
+        clock.advance(1.0)
+        wall[0] += step
+        monitor.sample()
+    history.flush(final=True)
+    rows = [*history._closed, *([history._open] if history._open else [])]
+    assert sum(r.covered_s for r in rows) == 3.0

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -347,3 +348,27 @@ def test_the_daemon_writes_the_history_report_reads(daemon_state: tuple[Daemon, 
     data = json.loads(result.stdout)
     assert len(data["rows"]) == 1 and data["total"]["embodied_kg"] > 0
     assert 1.0 < data["coverage_hours"] * 3600 < 10.0
+
+
+def test_a_missing_or_older_ledger_is_a_clear_error(tmp_path: Path) -> None:
+    """No traceback: no ledger at all, or one from before the node history (read-only: the
+    report never migrates it)."""
+
+    def run(state: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "carbonscope", "report", "--state-dir", str(state)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    missing = run(tmp_path / "nothing")
+    assert missing.returncode == 1 and "cannot read the job ledger" in missing.stderr
+    old = tmp_path / "old"
+    old.mkdir()
+    with sqlite3.connect(old / "ledger.sqlite") as db:
+        db.execute("CREATE TABLE jobs (job_id TEXT PRIMARY KEY)")
+    db.close()
+    older = run(old)
+    assert older.returncode == 1 and "Traceback" not in older.stderr
+    assert "has no node history" in older.stderr and "older carbonscope" in older.stderr

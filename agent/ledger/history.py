@@ -95,6 +95,7 @@ class HistoryStore(Protocol):
 @dataclass(frozen=True)
 class _Counters:
     taken_at: float
+    monotonic_s: float | None
     node_uj: int
     devices: dict[str, tuple[Component, int, bool, bool]]  # energy, counted, modelled
     location_g: float
@@ -107,6 +108,7 @@ class _Counters:
 def _counters(snap: Snapshot) -> _Counters:
     return _Counters(
         snap.taken_at_unix_s,
+        snap.monotonic_s,
         snap.node_energy_uj,
         {
             f"{d.key.component.value}/{d.key.source}/{d.key.device}": (
@@ -205,7 +207,12 @@ class NodeHistory:
 
 def _add(row: HistoryRow, previous: _Counters, now: _Counters) -> None:
     row.ended_at = now.taken_at
-    row.covered_s += now.taken_at - previous.taken_at
+    # time covered on the monotonic clock: a wall-clock step is no covered hour (rows are
+    # placed in wall time, as reports are)
+    if now.monotonic_s is not None and previous.monotonic_s is not None:
+        row.covered_s += max(0.0, now.monotonic_s - previous.monotonic_s)
+    else:
+        row.covered_s += now.taken_at - previous.taken_at
     row.node_uj += now.node_uj - previous.node_uj
     for name, (component, energy_uj, counted, modelled) in now.devices.items():
         before = previous.devices.get(name)

@@ -305,7 +305,13 @@ class JobLedger:
 
     def history(self, since_unix_s: float, until_unix_s: float) -> list[HistoryRow]:
         with self._lock:
-            return history_table.select(self._db, since_unix_s, until_unix_s)
+            try:
+                return history_table.select(self._db, since_unix_s, until_unix_s)
+            except sqlite3.OperationalError as exc:  # read-only, an older schema: no table
+                raise LedgerError(
+                    f"{self.path} has no node history ({exc}): it was written by an older "
+                    "carbonscope; the agent adds it when it next starts"
+                ) from None
 
     def jobs_between(self, since_unix_s: float, until_unix_s: float) -> list[JobRecord]:
         """Jobs that ran in the window (started before its end, last seen after its start)."""

@@ -347,6 +347,7 @@ class Monitor:
             model_uncertainty=self._uncertainty,
             node_energy_meter=self._plan.meter,
             embodied_g=self._embodied_g if self._embodied is not None else None,
+            monotonic_s=now_ns / NS_PER_S,
         )
 
     def _reconcile(

@@ -95,3 +95,4 @@ class Snapshot:
     node_energy_meter: DeviceKey | None = None
     # amortised hardware footprint so far (Scope 3); None unless [embodied] is configured
     embodied_g: float | None = None
+    monotonic_s: float | None = None  # the sample's time on the monitor's monotonic clock
