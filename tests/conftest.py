@@ -4,6 +4,7 @@ import ctypes
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
@@ -101,3 +102,21 @@ def fake_nvml(nvml_library: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     fake.write()
     monkeypatch.setenv("CARBONSCOPE_FAKE_NVML_STATE", str(fake.state_path))
     return fake
+
+
+REPO = Path(__file__).resolve().parents[1]
+PIP = (sys.executable, "-m", "pip", "--quiet", "--disable-pip-version-check")
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This checkout built as the wheel users install (once per run: the packaging and
+    install-service tests share it)."""
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [*PIP, "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(REPO)],
+        check=True,
+        timeout=300,
+    )
+    (built,) = out.glob("carbonscope-*.whl")
+    return built

@@ -14,6 +14,7 @@ from carbonscope.sensors.base import (
     PowerReading,
     SensorRoots,
     SourceStatus,
+    read_sysfs_text,
 )
 from carbonscope.sensors.catalogue import SourceContext, platform_meter_sources
 from carbonscope.sensors.hwmon import HwmonSensor, HwmonSettings
@@ -113,11 +114,18 @@ def test_unknown_chips_are_listed_never_added_and_filters_apply(sysfs: Path) -> 
 
 def test_a_meter_that_cannot_be_read_says_why(sysfs: Path) -> None:
     chip = FakeHwmon(sysfs).add_chip("power_meter", {"power1_average": 400_000_000})
+
+    def denied(path: Path) -> str:  # the tests run as root, where a mode does not deny
+        if path.name == "power1_average":
+            raise PermissionError(13, "Permission denied", str(path))
+        return read_sysfs_text(path)
+
+    locked = HwmonSensor(SensorRoots(sysfs=sysfs), HwmonSettings(), denied)
+    assert locked.discover().devices == (METER,)
+    read = locked.read()
+    assert not read.readings
+    assert read.statuses[0].status is SourceStatus.PERMISSION_DENIED
     discovered = sensor_after(sysfs)
-    (chip.attributes_dir / "power1_average").chmod(0o000)
-    read = discovered.read()
-    if not read.readings:  # as root, mode 000 is still readable
-        assert read.statuses[0].status is SourceStatus.PERMISSION_DENIED
     (chip.attributes_dir / "power1_average").unlink()
     assert discovered.read().statuses[0].status is SourceStatus.NOT_PRESENT
     assert not sensor(sysfs / "nothing").discover().devices

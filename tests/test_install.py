@@ -19,24 +19,11 @@ import pytest
 from pydantic import BaseModel
 
 from carbonscope.config.schema import Config
-from tests.conftest import require_tool, unavailable
+from carbonscope.installer import InstallError, Layout, install, uninstall
+from tests.conftest import REPO, require_tool, unavailable
 from tests.fakes.powercap import FakePowercap
 
-REPO = Path(__file__).resolve().parents[1]
-PIP = (sys.executable, "-m", "pip", "--quiet", "--disable-pip-version-check")
 SHIPPED_CONFIG = REPO / "deploy/config/carbonscope.toml"
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [*PIP, "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(REPO)],
-        check=True,
-        timeout=300,
-    )
-    (built,) = out.glob("carbonscope-*.whl")
-    return built
 
 
 def carbonscope(*args: str) -> subprocess.CompletedProcess[str]:
@@ -126,11 +113,13 @@ def test_install_and_uninstall_in_a_throwaway_root(wheel: Path, tmp_path: Path) 
     assert not (root / "var/lib/carbonscope").is_symlink()
 
 
-def test_installing_for_real_needs_root() -> None:
-    if os.geteuid() == 0:
-        return  # as root the message cannot show; the staged test above covers the rest
-    done = carbonscope("install-service", "--package", "nothing")
-    assert done.returncode == 1 and "needs root: run it with sudo" in done.stderr
+def test_installing_for_real_needs_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not staged and not root: refused before anything is written (the suite runs as root
+    in CI, so the user id is what the test sets)."""
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    for step in (lambda: install(Layout(), "nothing"), lambda: uninstall(Layout())):
+        with pytest.raises(InstallError, match="needs root: run it with sudo"):
+            step()
 
 
 def keys_of(model: type[BaseModel], prefix: str = "") -> set[str]:

@@ -12,25 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import PIP
 from tests.daemon import Daemon
 from tests.fakes.powercap import two_socket_server
 
 pytestmark = pytest.mark.e2e
-
-REPO = Path(__file__).resolve().parents[1]
-PIP = (sys.executable, "-m", "pip", "--quiet", "--disable-pip-version-check")
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [*PIP, "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(REPO)],
-        check=True,
-        timeout=300,
-    )
-    (built,) = out.glob("carbonscope-*.whl")
-    return built
 
 
 def test_the_wheel_installs_one_top_level_package(wheel: Path) -> None:

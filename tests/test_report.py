@@ -141,11 +141,12 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     return build_ledger(tmp_path_factory.mktemp("report"))
 
 
-def report(built: Built, *args: str) -> str:
+def report(built: Built, *args: str, until: str = "2026-01-01T01:00:00Z") -> str:
+    """`carbonscope report` on the built ledger, from 2026-01-01T00:00Z; its stdout."""
     result = subprocess.run(
         [
             *(sys.executable, "-m", "carbonscope", "report", "--state-dir", str(built.state)),
-            *("--since", "2026-01-01T00:00:00Z", "--until", "2026-01-01T01:00:00Z", *args),
+            *("--since", "2026-01-01T00:00:00Z", "--until", until, *args),
         ],
         capture_output=True,
         text=True,

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -19,25 +18,23 @@ from typing import Any
 from PIL import Image
 
 from tests.conftest import require_tool
-from tests.test_report import build_ledger
+from tests.test_report import build_ledger, report
 
 
 def test_the_html_report_renders_its_charts_offline(tmp_path: Path) -> None:
     chromium = require_tool("chromium")
     built = build_ledger(tmp_path)
     page = tmp_path / "report.html"
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "carbonscope", "report", "--state-dir", str(built.state)),
-            *("--since", "2026-01-01T00:00:00Z", "--until", "2026-01-01T00:30:00Z"),
-            *("--by", "job", "--format", "html", "--output", str(page)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "CARBONSCOPE_CONFIG": ""},
+    report(
+        built,
+        "--by",
+        "job",
+        "--format",
+        "html",
+        "--output",
+        str(page),
+        until="2026-01-01T00:30:00Z",
     )
-    assert result.returncode == 0, result.stderr
     shot, netlog = tmp_path / "report.png", tmp_path / "netlog.json"
     served: list[str] = []
 

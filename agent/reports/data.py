@@ -13,7 +13,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from carbonscope.jobs.model import JobRecord
 from carbonscope.ledger.history import HistoryRow
@@ -98,6 +98,7 @@ class Report:
     history: tuple[HistoryRow, ...] = ()  # the node rows in the window (charts)
     jobs: tuple[JobRecord, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    pue: float | None = None  # energy-weighted over the node history in the window
 
     @property
     def coverage_hours(self) -> float:
@@ -203,7 +204,7 @@ def build_report(
             key = _job_key(by, job)
             figures = _job_figures(key, job, pue or 1.0)
             if by == "job":
-                figures = Figures(**{**figures.__dict__, "sci": _sci(job, pue or 1.0)})
+                figures = replace(figures, sci=_sci(job, pue or 1.0))
             groups[key] = groups[key].plus(figures) if key in groups else figures
         notes.append("job figures are whole-job totals of the jobs that ran in the window")
     ordered = sorted(groups.values(), key=lambda f: (-f.energy_uj, f.group))
@@ -223,6 +224,7 @@ def build_report(
         tuple(rows),
         tuple(ran),
         tuple(notes),
+        pue,
     )
 
 

@@ -59,17 +59,13 @@ def figures_json(figures: Figures, with_group: bool = True) -> dict[str, Any]:
 
 
 def to_json(report: Report) -> dict[str, Any]:
-    pue = report.total.pue if report.group_by in ("day", "month", "node") else None
-    if pue is None and report.history:
-        energy = sum(r.node_uj for r in report.history)
-        pue = sum(r.node_uj * r.factors.pue for r in report.history) / energy if energy else None
     return {
         "since": iso(report.since),
         "until": iso(report.until),
         "group_by": report.group_by,
         "coverage_hours": report.coverage_hours,
         "gaps": [{"from": iso(a), "until": iso(b)} for a, b in report.gaps],
-        "pue": pue,
+        "pue": report.pue,
         "rows": [figures_json(row) for row in report.rows],
         "total": figures_json(report.total, with_group=False),
     }

@@ -105,6 +105,7 @@ class Monitor:
         if self._plan.meter is not None:
             self._reconciler = Reconciler(self._plan.meter, UNMEASURED)
             self._devices = sorted({*self._devices, UNMEASURED})
+        self._gpu_devices = [key.device for key in self._devices if key.component is Component.GPU]
         self._accounts: dict[DeviceKey, DeviceAccount] = {
             key: DeviceAccount() for key in self._devices
         }
@@ -276,8 +277,7 @@ class Monitor:
         gpus = tuple(gpu for _sensor, result in results for gpu in result.gpus)
         embodied: dict[str, float] = {}
         if self._embodied is not None and elapsed_ns > 0:
-            gpu_devices = [k.device for k in self._devices if k.component is Component.GPU]
-            embodied = self._embodied.sample(elapsed_ns / NS_PER_S, gpu_devices)
+            embodied = self._embodied.sample(elapsed_ns / NS_PER_S, self._gpu_devices)
             self._embodied_g += sum(embodied.values())
         attribution = None
         if self._attributor is not None:

@@ -60,6 +60,10 @@ class PowerReading:
 Reading = CounterReading | PowerReading
 
 SOURCE_WIDE = "all"  # the device label of a status that concerns a whole source
+# A 64-bit energy accumulator (hwmon, a BMC's kWh register): a drop is a reset, never a wrap.
+UNWRAPPED_RANGE_UJ = 2**63 - 1
+# A whole-server meter is refused above this mean power (a rack's worth): a misread.
+PLATFORM_CEILING_UW = 100_000_000_000
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,18 @@ class DeviceStatus:
     device: str
     status: SourceStatus
     reason: str = ""
+
+
+class SourceFailure(Exception):
+    """Why a source's read failed, as the status it reports (raised and caught inside a
+    source: ``read`` still returns statuses, never raises)."""
+
+    def __init__(self, status: SourceStatus, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+    def status_of(self, source: str, device: str = SOURCE_WIDE) -> DeviceStatus:
+        return DeviceStatus(source, device, self.status, str(self))
 
 
 @dataclass(frozen=True)

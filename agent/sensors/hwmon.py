@@ -26,7 +26,9 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from carbonscope.sensors.base import (
+    PLATFORM_CEILING_UW,
     SOURCE_WIDE,
+    UNWRAPPED_RANGE_UJ,
     Component,
     CounterReading,
     DeviceKey,
@@ -42,9 +44,6 @@ from carbonscope.sensors.base import (
 )
 
 SOURCE = "hwmon"
-COUNTER_RANGE_UJ = 2**63 - 1  # hwmon energy counters are 64-bit accumulators: a drop is a reset
-# A meter is refused above this mean power (a whole rack's worth): a misread, not a server.
-PLATFORM_CEILING_UW = 100_000_000_000
 
 CHIPS: dict[str, Component] = {
     "power_meter": Component.PLATFORM,
@@ -272,7 +271,9 @@ class HwmonSensor:
                 ceiling = (
                     PLATFORM_CEILING_UW if sensor.key.component is Component.PLATFORM else None
                 )
-                readings.append(CounterReading(sensor.key, value, COUNTER_RANGE_UJ, None, ceiling))
+                readings.append(
+                    CounterReading(sensor.key, value, UNWRAPPED_RANGE_UJ, None, ceiling)
+                )
             else:
                 readings.append(PowerReading(sensor.key, value, sensor.kind))
             statuses.append(DeviceStatus(SOURCE, device, SourceStatus.OK))

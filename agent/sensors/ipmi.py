@@ -28,6 +28,7 @@ from carbonscope.sensors.base import (
     PowerKind,
     PowerReading,
     SensorRead,
+    SourceFailure,
     SourceStatus,
 )
 from carbonscope.sensors.polled import PolledSettings
@@ -47,12 +48,6 @@ class IpmiSettings(PolledSettings):
     command: Annotated[str, Field(min_length=1)] = "ipmitool"
     interval: Duration | None = 10.0
     timeout: Duration | None = 5.0
-
-
-class IpmiFailure(Exception):
-    def __init__(self, status: SourceStatus, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -81,11 +76,11 @@ def run_command(argv: Sequence[str], timeout_s: float) -> CommandResult:
             start_new_session=True,
         )
     except FileNotFoundError as exc:
-        raise IpmiFailure(
+        raise SourceFailure(
             SourceStatus.NOT_PRESENT, f"{argv[0]} not found (install ipmitool): {exc.strerror}"
         ) from exc
     except PermissionError as exc:
-        raise IpmiFailure(
+        raise SourceFailure(
             SourceStatus.PERMISSION_DENIED, f"cannot run {argv[0]}: {exc.strerror}"
         ) from exc
     try:
@@ -99,29 +94,29 @@ def run_command(argv: Sequence[str], timeout_s: float) -> CommandResult:
             process.communicate(timeout=1.0)  # reaps it; a child we may not kill keeps the pipe
         if process.stdout is not None:
             process.stdout.close()
-        raise IpmiFailure(
+        raise SourceFailure(
             SourceStatus.ERROR, f"{' '.join(argv)} gave no answer in {timeout_s:g}s (BMC hung)"
         ) from exc
     return CommandResult(process.returncode, output.decode("utf-8", errors="replace"))
 
 
 def parse_power_reading(result: CommandResult) -> float:
-    """Watts from ``dcmi power reading``'s output; IpmiFailure with the reason otherwise."""
+    """Watts from ``dcmi power reading``'s output; SourceFailure with the reason otherwise."""
     text = result.output
     first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
     lowered = text.lower()
     if result.returncode != 0 or not _INSTANT.search(text):
         message = " ".join(text.split())[:MAX_OUTPUT_CHARS] or f"exit status {result.returncode}"
         if "permission denied" in lowered or "password is required" in lowered:
-            raise IpmiFailure(SourceStatus.PERMISSION_DENIED, message)
+            raise SourceFailure(SourceStatus.PERMISSION_DENIED, message)
         if "not supported" in lowered or "invalid command" in lowered:
-            raise IpmiFailure(SourceStatus.UNSUPPORTED, message)
+            raise SourceFailure(SourceStatus.UNSUPPORTED, message)
         if "could not open device" in lowered or "no such file" in lowered:
-            raise IpmiFailure(SourceStatus.NOT_PRESENT, f"no BMC device: {message}")
-        raise IpmiFailure(SourceStatus.ERROR, message or first_line)
+            raise SourceFailure(SourceStatus.NOT_PRESENT, f"no BMC device: {message}")
+        raise SourceFailure(SourceStatus.ERROR, message or first_line)
     state = _STATE.search(text)
     if state is not None and state.group(1).lower() != "activated":
-        raise IpmiFailure(
+        raise SourceFailure(
             SourceStatus.UNSUPPORTED, f"DCMI power reading is {state.group(1)} on this BMC"
         )
     match = _INSTANT.search(text)
@@ -148,8 +143,8 @@ class IpmiSensor:
     def discover(self) -> Discovery:
         try:
             watts = self._watts()
-        except IpmiFailure as failure:
-            return Discovery(statuses=(DeviceStatus(SOURCE, DEVICE, failure.status, str(failure)),))
+        except SourceFailure as failure:
+            return Discovery(statuses=(failure.status_of(SOURCE, DEVICE),))
         return Discovery(
             devices=(KEY,),
             details=(f"{' '.join(self._argv)}: {watts:g} W (whole server, AC)",),
@@ -158,10 +153,8 @@ class IpmiSensor:
     def read(self) -> SensorRead:
         try:
             watts = self._watts()
-        except IpmiFailure as failure:
-            return SensorRead(
-                statuses=(DeviceStatus(SOURCE, DEVICE, failure.status, str(failure)),)
-            )
+        except SourceFailure as failure:
+            return SensorRead(statuses=(failure.status_of(SOURCE, DEVICE),))
         return SensorRead(
             readings=(PowerReading(KEY, round(watts * 1_000_000), PowerKind.INSTANT),),
             statuses=(DeviceStatus(SOURCE, DEVICE, SourceStatus.OK),),

@@ -27,6 +27,8 @@ from pydantic import AfterValidator, BeforeValidator
 
 from carbonscope.durations import Duration
 from carbonscope.sensors.base import (
+    PLATFORM_CEILING_UW,
+    UNWRAPPED_RANGE_UJ,
     Component,
     CounterReading,
     DeviceKey,
@@ -35,6 +37,7 @@ from carbonscope.sensors.base import (
     PowerKind,
     PowerReading,
     SensorRead,
+    SourceFailure,
     SourceStatus,
 )
 from carbonscope.sensors.polled import PolledSettings
@@ -44,8 +47,6 @@ log = logging.getLogger(__name__)
 SOURCE = "redfish"
 SESSIONS = "/redfish/v1/SessionService/Sessions"
 UJ_PER_KWH = 3_600_000_000_000
-COUNTER_RANGE_UJ = 2**63 - 1
-PLATFORM_CEILING_UW = 100_000_000_000  # a whole rack's worth: above it, a misread
 MAX_BODY_BYTES = 1 << 20
 POWER_CONTROL: tuple[str | int, ...] = ("PowerControl", 0, "PowerConsumedWatts")
 
@@ -71,12 +72,6 @@ class RedfishSettings(PolledSettings):
     verify_tls: bool = True
     interval: Duration | None = 10.0
     timeout: Duration | None = 5.0
-
-
-class RedfishError(Exception):
-    def __init__(self, status: SourceStatus, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -117,7 +112,7 @@ class Answer:
 
 
 class RedfishClient:
-    """HTTPS to one BMC with a reused session; raises RedfishError with a reason."""
+    """HTTPS to one BMC with a reused session; raises SourceFailure with a reason."""
 
     def __init__(self, settings: RedfishSettings) -> None:
         import requests  # noqa: PLC0415 - only when Redfish is configured
@@ -141,7 +136,7 @@ class RedfishClient:
     def _password(self) -> str:
         path = self._settings.password_file
         if path is None:
-            raise RedfishError(SourceStatus.ERROR, "no [sensors.redfish] password_file set")
+            raise SourceFailure(SourceStatus.ERROR, "no [sensors.redfish] password_file set")
         try:
             return path.read_text(encoding="utf-8").strip()
         except OSError as exc:
@@ -150,7 +145,9 @@ class RedfishClient:
                 if isinstance(exc, PermissionError)
                 else SourceStatus.ERROR
             )
-            raise RedfishError(status, f"cannot read password_file {path}: {exc.strerror}") from exc
+            raise SourceFailure(
+                status, f"cannot read password_file {path}: {exc.strerror}"
+            ) from exc
 
     def _send(self, method: str, path: str, **kwargs: Any) -> Answer:
         url = self._settings.url + path
@@ -168,21 +165,21 @@ class RedfishClient:
                 for chunk in response.iter_content(64 * 1024):
                     body += chunk
                     if len(body) > MAX_BODY_BYTES:
-                        raise RedfishError(SourceStatus.ERROR, f"{path}: answer over 1 MiB")
+                        raise SourceFailure(SourceStatus.ERROR, f"{path}: answer over 1 MiB")
                 headers = response.headers
                 return Answer(
                     response.status_code, headers.get("X-Auth-Token"), headers.get("Location"), body
                 )
         except self._requests.exceptions.SSLError as exc:
-            raise RedfishError(
+            raise SourceFailure(
                 SourceStatus.ERROR, f"TLS error talking to {url}: {_short(exc)}"
             ) from exc
         except self._requests.exceptions.Timeout as exc:
-            raise RedfishError(
+            raise SourceFailure(
                 SourceStatus.ERROR, f"{url} gave no answer in {self._timeout_s:g}s"
             ) from exc
         except self._requests.exceptions.RequestException as exc:
-            raise RedfishError(SourceStatus.ERROR, f"cannot reach {url}: {_short(exc)}") from exc
+            raise SourceFailure(SourceStatus.ERROR, f"cannot reach {url}: {_short(exc)}") from exc
 
     def login(self) -> None:
         self._session.headers.pop("X-Auth-Token", None)
@@ -195,14 +192,14 @@ class RedfishClient:
             self._basic, self._token = True, None
             return
         if response.status_code in (401, 403):
-            raise RedfishError(
+            raise SourceFailure(
                 SourceStatus.PERMISSION_DENIED,
                 f"the BMC refused the login of {self._settings.username!r} "
                 f"(HTTP {response.status_code})",
             )
         token = response.token
         if response.status_code not in (200, 201) or not token:
-            raise RedfishError(SourceStatus.ERROR, f"login answered HTTP {response.status_code}")
+            raise SourceFailure(SourceStatus.ERROR, f"login answered HTTP {response.status_code}")
         self._token = token
         self._session.headers["X-Auth-Token"] = token
         location = response.location or ""
@@ -218,7 +215,7 @@ class RedfishClient:
             return
         try:
             self._send("DELETE", path)
-        except RedfishError as error:
+        except SourceFailure as error:
             log.info("redfish: logging out failed: %s", error)
         self._token = None
         self._session.headers.pop("X-Auth-Token", None)
@@ -231,15 +228,15 @@ class RedfishClient:
             self.login()
             response = self._send("GET", path)
             if response.status_code == 401:
-                raise RedfishError(SourceStatus.PERMISSION_DENIED, f"{path}: HTTP 401 after login")
+                raise SourceFailure(SourceStatus.PERMISSION_DENIED, f"{path}: HTTP 401 after login")
         if response.status_code == 503:
-            raise RedfishError(SourceStatus.ERROR, f"{path}: the BMC is busy (HTTP 503)")
+            raise SourceFailure(SourceStatus.ERROR, f"{path}: the BMC is busy (HTTP 503)")
         if response.status_code != 200:
-            raise RedfishError(SourceStatus.ERROR, f"{path}: HTTP {response.status_code}")
+            raise SourceFailure(SourceStatus.ERROR, f"{path}: HTTP {response.status_code}")
         try:
             return json.loads(response.body)
         except ValueError as exc:
-            raise RedfishError(SourceStatus.ERROR, f"{path}: not JSON") from exc
+            raise SourceFailure(SourceStatus.ERROR, f"{path}: not JSON") from exc
 
 
 def system_cas() -> bool | str:
@@ -259,8 +256,9 @@ def _short(exc: Exception) -> str:
     return text[:300]
 
 
-def find_meter(client: RedfishClient) -> tuple[str, Meter, list[str]]:
-    """(chassis id, where its reading is, what was looked at) for the first chassis with one."""
+def find_meter(client: RedfishClient) -> tuple[str, Meter]:
+    """(chassis id, where its reading is) for the first chassis with one; what was looked at
+    is in the failure's reason."""
     looked: list[str] = []
     chassis = client.get("/redfish/v1/Chassis")
     members = chassis.get("Members", []) if isinstance(chassis, Mapping) else []
@@ -270,17 +268,17 @@ def find_meter(client: RedfishClient) -> tuple[str, Meter, list[str]]:
             continue
         document = client.get(path)
         chassis_id = str(document.get("Id") or path.rstrip("/").rsplit("/", 1)[-1])
-        for meter in _candidates(client, document, looked):
-            return chassis_id, meter, looked
-    raise RedfishError(
+        meter = _meter_of(client, document, looked)
+        if meter is not None:
+            return chassis_id, meter
+    raise SourceFailure(
         SourceStatus.UNSUPPORTED,
         "no chassis reports power (looked at: " + (", ".join(looked) or "no chassis") + ")",
     )
 
 
-def _candidates(
-    client: RedfishClient, chassis: Mapping[str, Any], looked: list[str]
-) -> list[Meter]:
+def _meter_of(client: RedfishClient, chassis: Mapping[str, Any], looked: list[str]) -> Meter | None:
+    """The newest model with a reading: EnvironmentMetrics, Sensors, then Power."""
     environment = _link(chassis, "EnvironmentMetrics")
     if environment:
         looked.append(environment)
@@ -289,7 +287,7 @@ def _candidates(
         power_watts: tuple[str | int, ...] = ("PowerWatts", "Reading")
         for path, is_energy in ((energy, True), (power_watts, False)):
             if _dig(document, path) is not None:
-                return [Meter(environment, path, is_energy)]
+                return Meter(environment, path, is_energy)
     sensors = _link(chassis, "Sensors")
     if sensors:
         looked.append(sensors)
@@ -301,13 +299,13 @@ def _candidates(
         }
         for name, is_energy in (("TotalEnergy", True), ("TotalPower", False)):
             if name in names and _dig(client.get(names[name]), ("Reading",)) is not None:
-                return [Meter(names[name], ("Reading",), is_energy)]
+                return Meter(names[name], ("Reading",), is_energy)
     power = _link(chassis, "Power")
     if power:
         looked.append(power)
         if _dig(client.get(power), POWER_CONTROL) is not None:
-            return [Meter(power, POWER_CONTROL, False)]
-    return []
+            return Meter(power, POWER_CONTROL, False)
+    return None
 
 
 class RedfishSensor:
@@ -325,9 +323,6 @@ class RedfishSensor:
         if self._client is not None:
             self._client.logout()
 
-    def _status(self, error: RedfishError, device: str = "all") -> DeviceStatus:
-        return DeviceStatus(SOURCE, device, error.status, str(error))
-
     def discover(self) -> Discovery:
         if not self._settings.url:
             reason = "no [sensors.redfish] url configured"
@@ -337,9 +332,9 @@ class RedfishSensor:
         try:
             if self._client is None:
                 self._client = RedfishClient(self._settings)
-            chassis_id, meter, _looked = find_meter(self._client)
-        except RedfishError as error:
-            return Discovery(statuses=(self._status(error),))
+            chassis_id, meter = find_meter(self._client)
+        except SourceFailure as error:
+            return Discovery(statuses=(error.status_of(SOURCE),))
         self._meter = meter
         self._key = DeviceKey(Component.PLATFORM, f"chassis-{chassis_id}", SOURCE)
         what = "energy counter (kWh)" if meter.is_energy else "power (W)"
@@ -352,15 +347,15 @@ class RedfishSensor:
             return SensorRead()
         try:
             value = _dig(client.get(meter.url_path), meter.field)
-        except RedfishError as error:
-            return SensorRead(statuses=(self._status(error, key.device),))
+        except SourceFailure as error:
+            return SensorRead(statuses=(error.status_of(SOURCE, key.device),))
         if value is None or value < 0:
-            missing = RedfishError(SourceStatus.ERROR, f"{meter.url_path}: no reading")
-            return SensorRead(statuses=(self._status(missing, key.device),))
+            missing = SourceFailure(SourceStatus.ERROR, f"{meter.url_path}: no reading")
+            return SensorRead(statuses=(missing.status_of(SOURCE, key.device),))
         reading: CounterReading | PowerReading
         if meter.is_energy:
             reading = CounterReading(
-                key, round(value * UJ_PER_KWH), COUNTER_RANGE_UJ, None, PLATFORM_CEILING_UW
+                key, round(value * UJ_PER_KWH), UNWRAPPED_RANGE_UJ, None, PLATFORM_CEILING_UW
             )
         else:
             reading = PowerReading(key, round(value * 1_000_000), PowerKind.INSTANT)

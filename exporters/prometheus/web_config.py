@@ -29,7 +29,7 @@ import ssl
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +66,7 @@ class WebConfigError(Exception):
 @dataclass(frozen=True)
 class WebConfig:
     tls: ssl.SSLContext | None = None
-    users: Mapping[str, bytes] = field(default_factory=dict)  # user -> bcrypt hash
-
-    @property
-    def auth(self) -> BasicAuth | None:
-        return BasicAuth(self.users) if self.users else None
+    auth: BasicAuth | None = None  # with basic_auth_users
 
 
 def load_web_config(path: Path) -> WebConfig:
@@ -97,7 +93,7 @@ def load_web_config(path: Path) -> WebConfig:
     users = _users(path, document.get("basic_auth_users") or {}, problems)
     if problems:
         raise WebConfigError(problems)
-    return WebConfig(tls, users)
+    return WebConfig(tls, BasicAuth(users) if users else None)
 
 
 def _tls_context(path: Path, section: Any, problems: list[str]) -> ssl.SSLContext | None:

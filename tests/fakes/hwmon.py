@@ -13,12 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-
-def _write(path: Path, text: str, mode: int = 0o444) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+from tests.fakes.powercap import write_sysfs_file
 
 
 @dataclass
@@ -26,7 +21,7 @@ class FakeChip:
     attributes_dir: Path  # where name and the readings are
 
     def set(self, attribute: str, value: int, mode: int = 0o444) -> None:
-        _write(self.attributes_dir / attribute, f"{value}\n", mode)
+        write_sysfs_file(self.attributes_dir / attribute, f"{value}\n", mode)
 
     def advance(self, attribute: str, delta: int) -> None:
         path = self.attributes_dir / attribute
@@ -60,12 +55,12 @@ class FakeHwmon:
         class_dir.mkdir(parents=True, exist_ok=True)
         (class_dir / f"hwmon{index}").symlink_to(os.path.relpath(hwmon_dir, class_dir))
         attributes = parent_dir if legacy else hwmon_dir
-        _write(attributes / "name", f"{name}\n")
+        write_sysfs_file(attributes / "name", f"{name}\n")
         chip = FakeChip(attributes)
         for attribute, value in readings.items():
             chip.set(attribute, value, mode)
         for sensor, label in (labels or {}).items():
-            _write(attributes / f"{sensor}_label", f"{label}\n")
+            write_sysfs_file(attributes / f"{sensor}_label", f"{label}\n")
         if name == "power_meter":
-            _write(attributes / "power1_average_interval", "1000\n", 0o644)
+            write_sysfs_file(attributes / "power1_average_interval", "1000\n", 0o644)
         return chip

@@ -15,7 +15,7 @@ from pathlib import Path
 DEFAULT_MAX_RANGE_UJ = 262_143_328_850
 
 
-def _write(path: Path, text: str, mode: int = 0o444) -> None:
+def write_sysfs_file(path: Path, text: str, mode: int = 0o444) -> None:
     """Replace a file atomically, as a sysfs read never sees half a value."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
@@ -35,7 +35,7 @@ class FakeZone:
         whose directory has vanished keeps counting, as the MSR does)."""
         self.energy_uj = energy_uj
         if self.path.is_dir():
-            _write(self.path / "energy_uj", f"{energy_uj}\n", 0o400)
+            write_sysfs_file(self.path / "energy_uj", f"{energy_uj}\n", 0o400)
 
     def advance(self, delta_uj: int) -> None:
         """Consume delta_uj of energy, wrapping like the hardware counter."""
@@ -59,7 +59,7 @@ class FakePowercap:
         directory = self.devices_dir / control_type
         if not directory.exists():
             directory.mkdir(parents=True)
-            _write(directory / "enabled", "1\n", 0o644)
+            write_sysfs_file(directory / "enabled", "1\n", 0o644)
             self.class_dir.mkdir(parents=True, exist_ok=True)
             link = self.class_dir / control_type
             link.symlink_to(os.path.relpath(directory, self.class_dir))
@@ -87,13 +87,13 @@ class FakePowercap:
         zone_name = f"{control_type}:{':'.join(f'{i:x}' for i in index)}"
         directory = parent / zone_name
         directory.mkdir()
-        _write(directory / "name", f"{name}\n")
-        _write(directory / "max_energy_range_uj", f"{max_energy_range_uj}\n")
-        _write(directory / "enabled", "1\n", 0o644)
+        write_sysfs_file(directory / "name", f"{name}\n")
+        write_sysfs_file(directory / "max_energy_range_uj", f"{max_energy_range_uj}\n")
+        write_sysfs_file(directory / "enabled", "1\n", 0o644)
         for k, constraint in enumerate(("long_term", "short_term")):
-            _write(directory / f"constraint_{k}_name", f"{constraint}\n")
-            _write(directory / f"constraint_{k}_power_limit_uw", "150000000\n", 0o644)
-            _write(directory / f"constraint_{k}_time_window_us", "999424\n", 0o644)
+            write_sysfs_file(directory / f"constraint_{k}_name", f"{constraint}\n")
+            write_sysfs_file(directory / f"constraint_{k}_power_limit_uw", "150000000\n", 0o644)
+            write_sysfs_file(directory / f"constraint_{k}_time_window_us", "999424\n", 0o644)
         (self.class_dir / zone_name).symlink_to(os.path.relpath(directory, self.class_dir))
         self._subsystem_link(directory)
         zone = FakeZone(directory, name, max_energy_range_uj)
